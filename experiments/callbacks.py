@@ -1,0 +1,120 @@
+"""Side effects of training, as Keras callbacks the trainer's loop calls.
+
+The trainer calls ``on_train_begin``, ``on_epoch_begin(epoch)``,
+``on_train_batch_end(step, logs)`` (step = global optimisation step, 1-based),
+``on_epoch_end(epoch, logs)`` and ``on_train_end``; logs are plain floats.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from experiments import reports
+
+
+class ProgressBar(keras.callbacks.Callback):
+    """A Keras progress bar per epoch, starting where a resumed epoch left off."""
+
+    def __init__(self, epochs: int, steps_per_epoch: int, stream=None):
+        super().__init__()
+        self.epochs, self.steps_per_epoch = epochs, steps_per_epoch
+        self.stream = stream or sys.stdout
+        self.bar = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        print(f"epoch {epoch + 1}/{self.epochs}", file=self.stream, flush=True)
+        self.bar = keras.utils.Progbar(self.steps_per_epoch)
+
+    def on_train_batch_end(self, step, logs=None):
+        within = (step - 1) % self.steps_per_epoch + 1
+        self.bar.update(within, values=[(k, v) for k, v in (logs or {}).items()
+                                        if k in ("loss", "g_loss", "d_loss")])
+
+    def on_epoch_end(self, epoch, logs=None):
+        shown = {k: v for k, v in (logs or {}).items() if "loss" in k}
+        self.bar.update(self.steps_per_epoch, values=None, finalize=True)
+        print("  " + "  ".join(f"{k}={v:.5g}" for k, v in shown.items()), file=self.stream,
+              flush=True)
+
+
+class HistoryWriter(keras.callbacks.Callback):
+    """history.csv and loss_curves.png, rewritten whole after every epoch.
+
+    ``rows`` are the epochs already done (read back on resume), so a killed run
+    never leaves a row the checkpoint does not cover, nor loses one it does.
+    """
+
+    def __init__(self, run_dir, rows, loss_pairs, title=""):
+        super().__init__()
+        self.run_dir, self.rows, self.loss_pairs, self.title = run_dir, list(rows), loss_pairs, title
+        self.started = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"epoch": epoch + 1, **(logs or {}), "wall_s": round(time.time() - self.started, 2)}
+        self.rows = [r for r in self.rows if int(r["epoch"]) != epoch + 1] + [row]
+        reports.write_csv(os.path.join(self.run_dir, "history.csv"), self.rows)
+        reports.write_loss_curves(os.path.join(self.run_dir, "loss_curves.png"), self.rows,
+                                  self.loss_pairs, self.title)
+
+
+class TensorBoardLogger(keras.callbacks.Callback):
+    """Scalars for TensorBoard: every ``every`` steps and at each epoch end."""
+
+    def __init__(self, log_dir, steps_per_epoch, every=10):
+        super().__init__()
+        self.writer = tf.summary.create_file_writer(log_dir)
+        self.steps_per_epoch, self.every = steps_per_epoch, every
+
+    def on_train_batch_end(self, step, logs=None):
+        if step % self.every == 0:
+            with self.writer.as_default(step=step):
+                for key, value in (logs or {}).items():
+                    tf.summary.scalar(f"step/{key}", value)
+
+    def on_epoch_end(self, epoch, logs=None):
+        with self.writer.as_default(step=(epoch + 1) * self.steps_per_epoch):
+            for key, value in (logs or {}).items():
+                tf.summary.scalar(f"epoch/{key}", value)
+        self.writer.flush()
+
+
+class SampleGrid(keras.callbacks.Callback):
+    """A grid from fixed latents every ``every`` epochs: samples/epoch_XXX.png."""
+
+    def __init__(self, run_dir, latents, every=1, columns=8):
+        super().__init__()
+        self.folder = os.path.join(run_dir, "samples")
+        self.latents, self.every, self.columns = latents, every, columns
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every:
+            return
+        images = np.asarray(self.model.generate(self.latents))
+        grid = reports.image_grid(reports.to_uint8(images), self.columns)
+        reports.write_png(os.path.join(self.folder, f"epoch_{epoch + 1:03d}.png"), grid, scale=2)
+
+
+class Checkpointer(keras.callbacks.Callback):
+    """Saves the training state every ``every`` steps and after each epoch's reports.
+
+    ``save`` is the trainer's function that records the state (weights,
+    optimisers, step counter, epoch progress) atomically; this callback only
+    decides when. It must be the last callback so that an epoch counts as done
+    only once its history row and grid are on disk.
+    """
+
+    def __init__(self, save, every):
+        super().__init__()
+        self.save, self.every = save, every
+
+    def on_train_batch_end(self, step, logs=None):
+        if self.every and step % self.every == 0:
+            self.save()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.save(epochs_done=epoch + 1)

@@ -1,0 +1,160 @@
+"""Writers for everything a run leaves on disk. Every file is written whole or not at all.
+
+Each writer renders into a temporary file in the destination's folder and
+renames it over the destination (``os.replace`` is atomic on POSIX), so a run
+killed mid-write leaves the previous version, never half a file.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import tempfile
+
+import numpy as np
+
+from experiments.config import dumps
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside ``path``; rename it over ``path`` on success."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.splitext(path)[1])
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_text(path, text: str):
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def write_json(path, obj):
+    write_text(path, dumps(obj))
+
+
+def read_json(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def write_csv(path, rows: list[dict], columns: list[str] | None = None):
+    columns = columns or list(dict.fromkeys(k for row in rows for k in row))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _csv_cell(row.get(k)) for k in columns})
+    write_text(path, buf.getvalue())
+
+
+def _csv_cell(value):
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return value
+
+
+def read_csv(path) -> list[dict]:
+    with open(path, encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def to_uint8(images) -> np.ndarray:
+    """Images in [-1, 1] -> uint8 [0, 255] (round half up, clipped)."""
+    images = np.asarray(images, dtype=np.float32)
+    return np.clip(np.floor((images + 1.0) * 127.5 + 0.5), 0, 255).astype(np.uint8)
+
+
+def image_grid(images_uint8: np.ndarray, columns: int) -> np.ndarray:
+    """[n, H, W, C] uint8 -> one [rows*(H+1)-1, columns*(W+1)-1, C] mosaic with 1-px gutters."""
+    n, h, w, c = images_uint8.shape
+    rows = -(-n // columns)
+    grid = np.full((rows * (h + 1) - 1, columns * (w + 1) - 1, c), 255, np.uint8)
+    for i, image in enumerate(images_uint8):
+        r, col = divmod(i, columns)
+        grid[r * (h + 1):r * (h + 1) + h, col * (w + 1):col * (w + 1) + w] = image
+    return grid
+
+
+def write_png(path, array_uint8: np.ndarray, scale: int = 1):
+    from PIL import Image
+
+    if array_uint8.shape[-1] == 1:
+        array_uint8 = array_uint8[..., 0]
+    image = Image.fromarray(array_uint8)
+    if scale > 1:
+        image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")
+
+
+def write_samples_figure(path, generated, real, columns: int = 8, title: str = ""):
+    """Generated grid beside a grid of real images (the thesis's appendix figures)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 5.4))
+    for ax, images, name in ((axes[0], generated, "generated"), (axes[1], real, "real")):
+        grid = image_grid(to_uint8(images), columns)
+        ax.imshow(grid[..., 0] if grid.shape[-1] == 1 else grid,
+                  cmap="gray" if grid.shape[-1] == 1 else None, interpolation="nearest")
+        ax.set_title(name)
+        ax.axis("off")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def write_loss_curves(path, history: list[dict], pairs: list[tuple[str, str]], title: str = ""):
+    """One panel per (train key, validation key) pair, against the epoch."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(pairs), figsize=(5 * len(pairs), 3.6), squeeze=False)
+    epochs = [int(row["epoch"]) for row in history]
+    for ax, (train_key, val_key) in zip(axes[0], pairs):
+        for key, style in ((train_key, "-o"), (val_key, "--s")):
+            values = [_float(row.get(key)) for row in history]
+            if any(v is not None for v in values):
+                ax.plot(epochs, [np.nan if v is None else v for v in values], style,
+                        label=key, markersize=3)
+        ax.set_xlabel("epoch")
+        ax.set_title(f"{train_key} / {val_key}")
+        ax.legend()
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def _float(value):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def write_npz(path, **arrays):
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)

@@ -1,0 +1,263 @@
+"""The shared training loop: every family trains here, under a tf.distribute strategy.
+
+Why our own loop and not ``Model.fit``: ``fit`` (and BackupAndRestore) resumes
+at epoch boundaries and restarts the data iterator, so a run killed mid-epoch
+would not continue on the same batches with the same noise. Here the training
+state is (weights, optimiser slots, step counter, epoch progress); the batches
+of epoch ``e`` are a pure function of (seed, e) and the noise of step ``s`` a
+pure function of (seed, s), so a resumed run computes exactly what an
+uninterrupted one would have.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from experiments import callbacks as cbs
+from experiments import reports
+from experiments.config import TrainConfig
+from experiments.strategy import is_chief
+
+_MAX_LOG_KEYS = 64
+
+
+@dataclasses.dataclass
+class TrainResult:
+    history: list
+    model: object
+    steps: int
+    resumed_from_step: int
+
+
+class EpochProgress(tf.Module):
+    """Running sums of the current epoch's logs, checkpointed with the model so a
+    resumed epoch's means include the steps before the kill."""
+
+    def __init__(self):
+        super().__init__(name="epoch_progress")
+        self.sums = tf.Variable(tf.zeros([_MAX_LOG_KEYS], tf.float64), trainable=False)
+        self.count = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.keys = tf.Variable("", dtype=tf.string, trainable=False)
+        self.epochs_done = tf.Variable(0, dtype=tf.int64, trainable=False)
+
+
+def _distribute(strategy, dataset):
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    options.deterministic = True
+    return strategy.experimental_distribute_dataset(dataset.with_options(options))
+
+
+def _reduce_logs(strategy, logs):
+    # Every value a step returns is that replica's share: their sum is the global value.
+    return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in logs.items()}
+
+
+class Trainer:
+    """Trains one model on one dataset and keeps its run folder's training files.
+
+    build_model: ``() -> GenerativeModel``, called inside the strategy scope.
+    train_source / val_source: ``data.ImageSource`` (val may be None).
+    """
+
+    def __init__(self, build_model, train_source, val_source, config: TrainConfig, *,
+                 global_batch_size: int, run_dir: str, strategy=None, title: str = "",
+                 extra_callbacks=(), verbose: bool = True):
+        self.build_model = build_model
+        self.train_source, self.val_source = train_source, val_source
+        self.config = config
+        self.global_batch_size = int(global_batch_size)
+        self.run_dir = run_dir
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.title = title
+        self.extra_callbacks = list(extra_callbacks)
+        self.verbose = verbose
+        self.chief = is_chief(self.strategy)
+        self.steps_per_epoch = self._steps_per_epoch()
+        if self.global_batch_size % self.strategy.num_replicas_in_sync:
+            raise ValueError(f"global batch {self.global_batch_size} is not divisible by the "
+                             f"{self.strategy.num_replicas_in_sync} replicas")
+
+    def _steps_per_epoch(self) -> int:
+        full = self.train_source.num_examples // self.global_batch_size
+        if full == 0:
+            raise ValueError(
+                f"the train split has {self.train_source.num_examples} images, fewer than one "
+                f"batch of {self.global_batch_size}: lower the batch size or raise the limit")
+        steps = self.config.steps_per_epoch
+        return full if steps is None else min(int(steps), full)
+
+    # ------------------------------------------------------------ state
+    def _checkpoint_dir(self):
+        folder = os.path.join(self.run_dir, "checkpoints")
+        if self.chief:
+            return folder
+        # Non-chief workers must write too (collective ops), but to a scratch folder.
+        task = self.strategy.cluster_resolver.task_id
+        return os.path.join(folder, f".worker-{task}")
+
+    def _make_state(self, model):
+        self.progress = EpochProgress()
+        self.checkpoint = tf.train.Checkpoint(model=model, progress=self.progress,
+                                              **model.checkpoint_objects())
+        self.manager = tf.train.CheckpointManager(self.checkpoint, self._checkpoint_dir(),
+                                                  max_to_keep=2)
+
+    def _save(self, epochs_done=None):
+        if epochs_done is not None:
+            self.progress.epochs_done.assign(epochs_done)
+            self.progress.count.assign(0)
+            self.progress.sums.assign(tf.zeros_like(self.progress.sums))
+        else:
+            self._store_progress()
+        self.manager.save(checkpoint_number=int(self.model.step_counter.numpy()))
+        if not self.chief:
+            shutil.rmtree(self._checkpoint_dir(), ignore_errors=True)
+
+    def _store_progress(self):
+        sums = np.zeros([_MAX_LOG_KEYS])
+        for i, key in enumerate(self.log_keys or []):
+            sums[i] = float(self.trackers[key].total.numpy())
+        self.progress.sums.assign(sums)
+        self.progress.count.assign(int(self.trackers[self.log_keys[0]].count.numpy())
+                                   if self.log_keys else 0)
+        self.progress.keys.assign(",".join(self.log_keys or []))
+
+    def _restore(self):
+        latest = self.manager.latest_checkpoint
+        if latest is None:
+            return 0
+        self.checkpoint.read(latest).assert_existing_objects_matched()
+        return int(self.model.step_counter.numpy())
+
+    def _set_trackers(self, keys):
+        """One Mean tracker per log key, refilled from a mid-epoch checkpoint if any."""
+        self.log_keys = sorted(keys)
+        if len(self.log_keys) > _MAX_LOG_KEYS:
+            raise ValueError(f"a step returned {len(self.log_keys)} logs; at most {_MAX_LOG_KEYS}")
+        self.trackers = {k: keras.metrics.Mean(name=k) for k in self.log_keys}
+        saved_keys = self.progress.keys.numpy().decode()
+        count = int(self.progress.count.numpy())
+        if count and saved_keys.split(",") == self.log_keys:
+            sums = self.progress.sums.numpy()
+            for i, key in enumerate(self.log_keys):
+                self.trackers[key].total.assign(sums[i])
+                self.trackers[key].count.assign(count)
+
+    # ------------------------------------------------------------ steps
+    def _step_functions(self, model):
+        strategy = self.strategy
+
+        @tf.function
+        def train_fn(iterator):
+            logs = _reduce_logs(strategy, strategy.run(model.train_step, args=(next(iterator),)))
+            model.step_counter.assign_add(1)
+            return logs
+
+        @tf.function
+        def test_fn(batch):
+            logs = _reduce_logs(strategy, strategy.run(model.test_step, args=(batch,)))
+            model.eval_counter.assign_add(1)
+            return logs
+
+        return train_fn, test_fn
+
+    def _train_batches(self, epoch, skip):
+        dataset = self.train_source.batches(
+            self.global_batch_size, shuffle_seed=self.config.seed, epoch=epoch,
+            skip_batches=skip, drop_remainder=True)
+        return dataset.take(self.steps_per_epoch - skip)
+
+    def validate(self, test_fn):
+        if self.val_source is None:
+            return {}
+        self.model.eval_counter.assign(0)
+        dataset = self.val_source.batches(self.global_batch_size, drop_remainder=True)
+        if self.config.val_batches is not None:
+            dataset = dataset.take(self.config.val_batches)
+        trackers = {}
+        for batch in _distribute(self.strategy, dataset):
+            for key, value in test_fn(batch).items():
+                trackers.setdefault(key, keras.metrics.Mean()).update_state(value)
+        if not trackers:
+            raise ValueError(f"the held-out split has fewer than one batch of "
+                             f"{self.global_batch_size} images")
+        return {f"val_{k}": float(t.result()) for k, t in trackers.items()}
+
+    # ------------------------------------------------------------ loop
+    def fit(self) -> TrainResult:
+        cfg = self.config
+        with self.strategy.scope():
+            model = self.build_model()
+            model(tf.zeros([1, *model.image_shape]))  # create every variable before restoring
+            model.build_optimizers()
+        self.model = model
+        self._make_state(model)
+        start_step = self._restore()
+        train_fn, test_fn = self._step_functions(model)
+        epochs_done = int(self.progress.epochs_done.numpy())
+        history = self._previous_history(epochs_done)
+        self.log_keys, self.trackers = None, {}
+        if self.verbose and self.chief:
+            where = f"resuming at step {start_step}" if start_step else "starting"
+            print(f"[train] {where}; {cfg.epochs} epoch(s) x {self.steps_per_epoch} steps, "
+                  f"global batch {self.global_batch_size} on "
+                  f"{self.strategy.num_replicas_in_sync} replica(s); writing {self.run_dir}",
+                  flush=True)
+        callback_list = self._callbacks(model, history)
+        callback_list.on_train_begin()
+        saved_keys = self.progress.keys.numpy().decode()
+        if saved_keys:
+            self._set_trackers(saved_keys.split(","))
+        step = start_step
+        for epoch in range(epochs_done, cfg.epochs):
+            skip = step - epoch * self.steps_per_epoch
+            callback_list.on_epoch_begin(epoch)
+            iterator = iter(_distribute(self.strategy, self._train_batches(epoch, skip)))
+            for _ in range(self.steps_per_epoch - skip):
+                logs = train_fn(iterator)
+                if self.log_keys is None:
+                    self._set_trackers(logs)
+                for key, value in logs.items():
+                    self.trackers[key].update_state(value)
+                step += 1
+                callback_list.on_train_batch_end(step, {k: float(v) for k, v in logs.items()})
+            epoch_logs = {k: float(t.result()) for k, t in self.trackers.items()}
+            epoch_logs.update(self.validate(test_fn))
+            callback_list.on_epoch_end(epoch, epoch_logs)
+            for tracker in self.trackers.values():
+                tracker.reset_state()
+        callback_list.on_train_end()
+        rows = self.history_writer.rows if self.chief else []
+        return TrainResult(history=rows, model=model, steps=step, resumed_from_step=start_step)
+
+    def _previous_history(self, epochs_done):
+        path = os.path.join(self.run_dir, "history.csv")
+        if not os.path.exists(path):
+            return []
+        return [row for row in reports.read_csv(path) if int(row["epoch"]) <= epochs_done]
+
+    def _callbacks(self, model, history):
+        cfg = self.config
+        callbacks = []
+        if self.chief:
+            pairs = getattr(model, "LOSS_PAIRS", [(model.TRAIN_LOSS_KEY, model.VAL_LOSS_KEY)])
+            self.history_writer = cbs.HistoryWriter(self.run_dir, history, pairs, self.title)
+            latents = model.sample_latents(cfg.grid_size ** 2, seed=cfg.seed + 12345)
+            callbacks += [
+                self.history_writer,
+                cbs.TensorBoardLogger(os.path.join(self.run_dir, "tensorboard"),
+                                      self.steps_per_epoch),
+                cbs.SampleGrid(self.run_dir, latents, every=cfg.sample_every,
+                               columns=cfg.grid_size),
+            ]
+            if self.verbose:
+                callbacks.append(cbs.ProgressBar(cfg.epochs, self.steps_per_epoch))
+        callbacks += self.extra_callbacks
+        callbacks.append(cbs.Checkpointer(self._save, cfg.checkpoint_every))
+        return keras.callbacks.CallbackList(callbacks, model=model)

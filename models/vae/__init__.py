@@ -1,0 +1,12 @@
+"""VAE family (thesis 004): ELBO, InfoVAE (MI) and WAE-MMD objectives."""
+from models import Family
+from models.vae.config import VAEConfig
+from models.vae.losses import LOSSES
+from models.vae.model import VAE
+
+
+def build(config: VAEConfig, image_shape, global_batch_size, seed=0) -> VAE:
+    return VAE(config, image_shape=image_shape, global_batch_size=global_batch_size, seed=seed)
+
+
+FAMILY = Family(name="vae", model_name="VAE", config_cls=VAEConfig, losses=LOSSES, build=build)

@@ -1,0 +1,31 @@
+"""Configuration of the VAE family (thesis 004, section A)."""
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass
+class VAEConfig:
+    """Defaults are the thesis's Table 3.1 baseline (ELBO, batch = latent = 128).
+
+    widths: channels of the encoder's stride-2 convolutions (the decoder mirrors
+        them); 32x32 input -> 4x4 after three of them.
+    latent_size: dimension of z (128 and 2048 in the thesis).
+    loss: name in ``models.vae.losses.LOSSES``.
+    kl_weight: beta in front of the KL term of the ELBO (1 = Kingma & Welling).
+    mi_alpha, mi_lambda: InfoVAE's alpha and lambda (Zhao et al. 2019, eq. 6).
+    wae_lambda: WAE-MMD's lambda (Tolstikhin et al. 2018, Algorithm 2).
+    latent_scale: sigma_z of the prior N(0, sigma_z^2 I), sets the kernels' scale.
+    """
+    batch_size: int = 128
+    latent_size: int = 128
+    loss: str = "elbo"
+    widths: tuple = (32, 64, 128)
+    learning_rate: float = 1e-3
+    beta_1: float = 0.9
+    beta_2: float = 0.999
+    kl_weight: float = 1.0
+    mi_alpha: float = 0.5
+    mi_lambda: float = 1000.0
+    wae_lambda: float = 100.0
+    latent_scale: float = 1.0
