@@ -26,7 +26,8 @@ class VAE(GenerativeModel):
             raise ValueError(f"unknown VAE loss {config.loss!r}; known: {', '.join(sorted(LOSSES))}")
         self.loss_fn = LOSSES[config.loss]
         self.deterministic_encoder = getattr(self.loss_fn, "deterministic_encoder", False)
-        self.encoder = build_encoder(self.image_shape, config.latent_size, config.widths)
+        self.encoder = build_encoder(self.image_shape, config.latent_size, config.widths,
+                                     stochastic=not self.deterministic_encoder)
         self.decoder = build_decoder(self.image_shape, config.latent_size, config.widths)
 
     def build_optimizers(self):
@@ -35,8 +36,15 @@ class VAE(GenerativeModel):
                                                beta_2=cfg.beta_2)
         self.optimizer.build(self.trainable_variables)
 
+    def encode(self, x, training=False):
+        """(mu, log_var) [b, z] each; log_var = 0 for a deterministic encoder (unused)."""
+        if self.deterministic_encoder:
+            mu = self.encoder(x, training=training)
+            return mu, tf.zeros_like(mu)
+        return self.encoder(x, training=training)
+
     def call(self, x, training=False):
-        mu, _ = self.encoder(x, training=training)
+        mu, _ = self.encode(x, training=training)
         return self.decoder(mu, training=training)
 
     # ------------------------------------------------------------- steps
@@ -49,7 +57,7 @@ class VAE(GenerativeModel):
         return mu + tf.exp(0.5 * log_var) * eps
 
     def forward(self, x, training, evaluation=False) -> VAEOutput:
-        mu, log_var = self.encoder(x, training=training)
+        mu, log_var = self.encode(x, training=training)
         z = self.reparameterise(mu, log_var, evaluation)
         z_prior = self.config.latent_scale * self.normal(
             tf.shape(mu)[0], [self.config.latent_size], _SALT_PRIOR, evaluation=evaluation)

@@ -5,8 +5,9 @@ import keras
 from keras import layers
 
 
-def build_encoder(image_shape, latent_size: int, widths) -> keras.Model:
-    """x [B, H, W, C] in [-1, 1] -> (mu [B, z], log_var [B, z]).
+def build_encoder(image_shape, latent_size: int, widths, stochastic: bool = True) -> keras.Model:
+    """x [B, H, W, C] in [-1, 1] -> (mu [B, z], log_var [B, z]), or mu alone when not
+    ``stochastic`` (WAE's deterministic encoder has no variance head).
 
     One stride-2 convolution per width halves the resolution:
     32x32 -> 16x16 -> 8x8 -> 4x4 for three widths.
@@ -18,6 +19,8 @@ def build_encoder(image_shape, latent_size: int, widths) -> keras.Model:
         h = layers.LeakyReLU(0.2, name=f"down{i}_act")(h)
     h = layers.Flatten(name="flatten")(h)
     mu = layers.Dense(latent_size, name="mu")(h)
+    if not stochastic:
+        return keras.Model(x_in, mu, name="encoder")
     log_var = layers.Dense(latent_size, name="log_var")(h)
     return keras.Model(x_in, [mu, log_var], name="encoder")
 

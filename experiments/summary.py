@@ -1,0 +1,109 @@
+"""Table reports: our numbers beside the thesis's, for the rows that ran.
+
+Seeds of one row are aggregated as mean and standard deviation over seeds
+(ddof=0); with one seed, IS and KID keep their own std (over splits/subsets). Metrics from different networks
+never share a column: the ``metric_network`` column names the network, and a
+row whose seeds disagree on it is an error.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from experiments import reports
+
+COLUMNS = ["family", "model", "loss", "batch_size", "latent_size", "seeds",
+           "fid", "fid_std", "is", "is_std", "kid", "kid_std", "precision", "recall",
+           "train_loss", "train_loss_std", "val_loss", "val_loss_std",
+           "metric_network", "n_samples", "thesis_batch_size",
+           "thesis_fid", "thesis_is", "thesis_train_loss", "thesis_val_loss"]
+
+METRIC_KEYS = ("fid", "is", "kid", "precision", "recall")
+
+NOTE = (
+    "Thesis values are copied from thesis 004 as printed. Its FIDs (989-1899) and IS = 1.00 in "
+    "every row come from broken metric code (pool-3 FIDs of 32x32 data lie between ~3 for real "
+    "images and ~300-450 for noise; IS = 1 means constant classifier output), so they cannot be "
+    "compared with ours; its losses are per-pixel means, ours are the objectives as cited in "
+    "the code (see each run's history.csv for the per-pixel 'mse').")
+
+
+def _mean_std(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, None
+    return float(np.mean(values)), (float(np.std(values)) if len(values) > 1 else None)
+
+
+def aggregate(row, results: list[dict]) -> dict:
+    """One table line from the metrics.json of every seed of ``row``."""
+    networks = {r.get("metric_network") for r in results}
+    if len(networks) > 1:
+        raise ValueError(f"seeds of {row.key} were scored by different networks: {networks}")
+    line = {"family": row.family, "model": row.model, "loss": row.loss,
+            "batch_size": results[0]["batch_size"], "latent_size": row.latent_size,
+            "seeds": len(results), "metric_network": networks.pop(),
+            "n_samples": results[0].get("n_samples"), "thesis_batch_size": row.batch_size}
+    for key in ("fid", "is", "kid", "train_loss", "val_loss"):
+        line[key], line[f"{key}_std"] = _mean_std([r.get(key) for r in results])
+        if len(results) == 1 and results[0].get(f"{key}_std") is not None:
+            line[f"{key}_std"] = results[0][f"{key}_std"]  # one seed: the metric's own std
+    for key in ("precision", "recall"):
+        line[key] = _mean_std([r.get(key) for r in results])[0]
+    for key in ("fid", "is", "train_loss", "val_loss"):
+        line[f"thesis_{key}"] = row.thesis.get(key)
+    return line
+
+
+def _cell(value, key):
+    if value is None:
+        if key in METRIC_KEYS:
+            return "not computed"
+        return "" if key.startswith("thesis_") or key.endswith("_std") else "n/a"
+    if isinstance(value, float):
+        return f"{value:.6g}" if key.startswith("thesis_") else f"{value:.4g}"
+    return str(value)
+
+
+def _pm(line, key):
+    value, std = line.get(key), line.get(f"{key}_std")
+    if value is None:
+        return _cell(None, key)
+    return f"{value:.4g}" if std is None else f"{value:.4g} ± {std:.2g}"
+
+
+def markdown(table, lines: list[dict], context: str) -> str:
+    head = ["model (loss)", "batch, latent", "seeds", "FID", "IS", "KID", "precision",
+            "recall", "train loss", "val loss", "metric network (samples)",
+            "thesis FID", "thesis IS", "thesis train", "thesis val"]
+    out = [f"# {table.title}", "", context, "", "| " + " | ".join(head) + " |",
+           "|" + "---|" * len(head)]
+    for line in lines:
+        cells = [f"{line['model']} ({line['loss']})",
+                 f"{line['batch_size']}, {line['latent_size']}", str(line["seeds"]),
+                 _pm(line, "fid"), _pm(line, "is"), _pm(line, "kid"),
+                 _cell(line["precision"], "precision"), _cell(line["recall"], "recall"),
+                 _pm(line, "train_loss"), _pm(line, "val_loss"),
+                 f"{line['metric_network']} ({line['n_samples']})",
+                 _cell(line["thesis_fid"], "thesis_fid"),
+                 "" if line["thesis_is"] is None else f"{line['thesis_is']:.2f}",
+                 _cell(line["thesis_train_loss"], "thesis_train_loss"),
+                 _cell(line["thesis_val_loss"], "thesis_val_loss")]
+        out.append("| " + " | ".join(cells) + " |")
+    out += ["", f"Note: {NOTE}", ""]
+    return "\n".join(out)
+
+
+def _csv_line(line):
+    # A metric that was not computed says so, rather than leaving a blank a reader may misread.
+    return {k: ("not computed" if v is None and k in METRIC_KEYS else v) for k, v in line.items()}
+
+
+def write_table(out_dir, table, lines: list[dict], context: str):
+    """table_X.{md,csv,json} in ``out_dir``, each written atomically."""
+    base = os.path.join(out_dir, table.name)
+    reports.write_csv(base + ".csv", [_csv_line(line) for line in lines], COLUMNS)
+    reports.write_json(base + ".json", {"table": table.name, "title": table.title,
+                                        "context": context, "note": NOTE, "rows": lines})
+    reports.write_text(base + ".md", markdown(table, lines, context))
