@@ -192,6 +192,8 @@ class Trainer:
     # ------------------------------------------------------------ loop
     def fit(self) -> TrainResult:
         cfg = self.config
+        # Initial weights are a function of the seed, like everything after them.
+        keras.utils.set_random_seed(cfg.seed)
         with self.strategy.scope():
             model = self.build_model()
             model(tf.zeros([1, *model.image_shape]))  # create every variable before restoring

@@ -1,0 +1,280 @@
+"""Dataset resolution and the :class:`ImageSource` every model trains on.
+
+Name resolution in :func:`open_dataset`:
+
+1. ``synthetic`` and ``folder:PATH`` are read directly (see their modules).
+2. For ``cifar10``, ``cifar100``, ``fashion_mnist``, ``mnist``: official files
+   in ``data_dir`` (or ``data_dir/<name>/``, ``data_dir/<name with ->/``) are
+   used first, without touching tfds or the network: CIFAR python tarballs or
+   their extracted folders, MNIST-style idx files.
+3. Otherwise tfds (``celeb_a`` always goes here): a prepared copy in
+   ``data_dir`` (tfds' default when None), else ``download_and_prepare`` when
+   ``download=True``.
+4. If tfds cannot provide it, read-only system copies are tried (Debian's
+   ``/usr/share/datasets/fashion-mnist``); failing that, DatasetError says
+   what to download and where to put it.
+
+``ImageSource`` keeps a split decoded in memory as uint8 HWC and converts to
+float32 in [-1, 1] (``x / 127.5 - 1``) only inside the pipelines it returns.
+Order of ``batches()``: epoch ``e`` with ``shuffle_seed=s`` visits the examples
+in ``numpy.random.default_rng([s, e]).permutation(N)`` -- a uniform shuffle
+of the whole split (what a full-buffer shuffle gives) that depends on
+nothing but ``(s, e)``, so a resumed run with ``skip_batches=k`` sees exactly
+the batches ``k, k+1, ...`` of the uninterrupted run.
+"""
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from data import catalog, cifar, folder, idx, synthetic, tfds_source
+from data.errors import DatasetError
+from data.transform import standardize_array
+
+logger = logging.getLogger(__name__)
+
+_OPEN_KEYS = ("image_size", "channels", "data_dir", "limit", "download", "seed")
+_BATCH_KEYS = ("shuffle_seed", "epoch", "skip_batches", "drop_remainder", "repeat")
+_GATHER_CHUNK = 1024  # examples per gather in elements()
+
+
+def known_datasets() -> list:
+    """Names open_dataset accepts ('folder:PATH' stands for any image folder)."""
+    return [*catalog.TFDS_NAMES, catalog.SYNTHETIC, catalog.FOLDER_PREFIX + "PATH"]
+
+
+class ImageSource:
+    """A decoded, in-memory, unbatched split.
+
+    Attributes: ``name``, ``split``, ``class_names``, ``num_examples`` (after
+    ``limit``), ``image_shape`` = (size, size, channels), ``provenance``.
+    """
+
+    def __init__(self, name: str, split: str, images: np.ndarray, labels: np.ndarray,
+                 class_names, provenance: str):
+        # images: uint8 [N, S, S, C]; labels: int32 [N]
+        if images.ndim != 4 or images.dtype != np.uint8 or len(images) != len(labels):
+            raise DatasetError(f"{name}/{split}: bad arrays {images.shape} {images.dtype}, "
+                               f"{len(labels)} labels")
+        self.name = name
+        self.split = split
+        self.class_names = list(class_names)
+        self.num_examples = int(images.shape[0])
+        self.image_shape = tuple(int(d) for d in images.shape[1:])
+        self.provenance = provenance
+        with tf.device("/CPU:0"):  # the pipelines gather from these on the host
+            self._images = tf.convert_to_tensor(images)  # uint8 [N, S, S, C]
+            self._labels = tf.convert_to_tensor(np.asarray(labels, np.int32))  # int32 [N]
+
+    def __repr__(self) -> str:
+        return (f"ImageSource({self.name!r}, split={self.split!r}, n={self.num_examples}, "
+                f"shape={self.image_shape}, classes={len(self.class_names)}, "
+                f"from {self.provenance})")
+
+    def arrays(self):
+        """(uint8 [N, S, S, C], int32 [N]) numpy copies of the cached split."""
+        return self._images.numpy(), self._labels.numpy()
+
+    def steps_per_epoch(self, batch_size: int, drop_remainder: bool = False) -> int:
+        """Batches in one epoch of batches(batch_size, drop_remainder=...)."""
+        _check_int("batch_size", batch_size, minimum=1)
+        full, rest = divmod(self.num_examples, batch_size)
+        return full + (1 if rest and not drop_remainder else 0)
+
+    def _gather(self, index):
+        """int64 [B] -> (float32 [B, S, S, C] in [-1, 1], int32 [B])."""
+        images = tf.gather(self._images, index)
+        return tf.cast(images, tf.float32) / 127.5 - 1.0, tf.gather(self._labels, index)
+
+    def elements(self) -> tf.data.Dataset:
+        """(image float32 [S, S, C] in [-1, 1], label int32 []) in file order, unbatched."""
+        ds = tf.data.Dataset.range(self.num_examples).batch(_GATHER_CHUNK)
+        ds = ds.map(self._gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = ds.unbatch().apply(tf.data.experimental.assert_cardinality(self.num_examples))
+        return _deterministic(ds.prefetch(tf.data.AUTOTUNE))
+
+    def batches(self, batch_size: int, *, shuffle_seed: int | None = None, epoch: int = 0,
+                skip_batches: int = 0, drop_remainder: bool = False, repeat: bool = False
+                ) -> tf.data.Dataset:
+        """(images float32 [B, S, S, C] in [-1, 1], labels int32 [B]), prefetched.
+
+        Epoch ``epoch`` is shuffled by ``(shuffle_seed, epoch)`` (no shuffle when
+        ``shuffle_seed`` is None); ``repeat=True`` continues with epochs
+        ``epoch+1, epoch+2, ...``, each shuffled by its own number, batches never
+        spanning two epochs.  ``skip_batches`` drops that many batches from the
+        start of the stream (it may reach into later epochs when repeating).
+        """
+        _check_int("batch_size", batch_size, minimum=1)
+        _check_int("epoch", epoch, minimum=0)
+        _check_int("skip_batches", skip_batches, minimum=0)
+        if shuffle_seed is not None:
+            _check_int("shuffle_seed", shuffle_seed, minimum=0)
+        per_epoch = self.steps_per_epoch(batch_size, drop_remainder)
+        if per_epoch == 0:
+            raise DatasetError(f"batch_size={batch_size} with drop_remainder=True leaves no "
+                               f"batch from {self.num_examples} examples: use a smaller batch")
+        n, seed = self.num_examples, shuffle_seed
+
+        def epoch_order(e):  # int64 [] -> int64 [N]
+            return np.random.default_rng([seed, int(e)]).permutation(n).astype(np.int64)
+
+        def index_batches(e):  # epoch number -> Dataset of int64 [B]
+            if seed is None:
+                order = tf.range(n, dtype=tf.int64)
+            else:
+                order = tf.numpy_function(epoch_order, [e], tf.int64, stateful=False)
+                order = tf.ensure_shape(order, [n])
+            ds = tf.data.Dataset.from_tensor_slices(order)
+            return ds.batch(batch_size, drop_remainder=drop_remainder)
+
+        epochs = tf.data.Dataset.counter(epoch) if repeat else tf.data.Dataset.range(epoch,
+                                                                                      epoch + 1)
+        ds = epochs.flat_map(index_batches).skip(skip_batches)
+        cardinality = tf.data.INFINITE_CARDINALITY if repeat else max(per_epoch - skip_batches, 0)
+        ds = ds.apply(tf.data.experimental.assert_cardinality(cardinality))
+        ds = ds.map(self._gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return _deterministic(ds.prefetch(tf.data.AUTOTUNE))
+
+
+def _deterministic(ds: tf.data.Dataset) -> tf.data.Dataset:
+    options = tf.data.Options()
+    options.deterministic = True
+    return ds.with_options(options)
+
+
+def _check_int(what: str, value, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise DatasetError(f"{what} must be an integer >= {minimum}, got {value!r}")
+
+
+def _check_open_args(image_size, channels, limit, seed, data_dir) -> Path | None:
+    _check_int("image_size", image_size, minimum=1)
+    if channels not in (1, 3) or isinstance(channels, bool):
+        raise DatasetError(f"channels must be 1 (gray) or 3 (RGB), got {channels!r}")
+    if limit is not None:
+        _check_int("limit", limit, minimum=1)
+    _check_int("seed", seed, minimum=0)
+    if data_dir is None:
+        return None
+    path = Path(os.fspath(data_dir)).expanduser()
+    if not path.is_dir():
+        raise DatasetError(f"data_dir {str(data_dir)!r} does not exist or is not a directory: "
+                           f"create it and put the dataset files there, or pass data_dir=None "
+                           f"to use tfds' default directory")
+    return path
+
+
+def _canonical(name) -> str:
+    if not isinstance(name, str):
+        raise DatasetError(f"dataset name must be a string, got {name!r}")
+    key = name.strip().lower()
+    key = catalog.ALIASES.get(key, key)
+    if key not in catalog.SPLITS:
+        raise DatasetError(f"unknown dataset {name!r}; known datasets: "
+                           f"{', '.join(known_datasets())}")
+    return key
+
+
+def _check_split(name: str, split, allowed) -> None:
+    if split not in allowed:
+        raise DatasetError(f"unknown split {split!r} for {name}; use one of {list(allowed)}")
+
+
+def _search_dirs(data_dir: Path | None, name: str) -> list:
+    """data_dir/<name>/, data_dir/<name-with-dashes>/, data_dir -- those that exist."""
+    if data_dir is None:
+        return []
+    dirs = [data_dir / name, data_dir / name.replace("_", "-"), data_dir]
+    return [d for d in dict.fromkeys(dirs) if d.is_dir()]
+
+
+def _load_offline(name: str, dirs, split: str, limit):
+    """RawSplit from official files in `dirs`, or None when there are none."""
+    if name in cifar.LAYOUT:
+        path = cifar.find(name, dirs)
+        return cifar.load(name, path, split, limit) if path else None
+    if name in ("mnist", "fashion_mnist"):
+        directory = idx.find(dirs, split)
+        names = (catalog.MNIST_CLASS_NAMES if name == "mnist"
+                 else catalog.FASHION_MNIST_CLASS_NAMES)
+        return idx.load(name, directory, split, names, limit) if directory else None
+    return None
+
+
+def _load_named(name: str, split: str, data_dir: Path | None, download: bool,
+                image_size: int, channels: int, limit):
+    offline = _load_offline(name, _search_dirs(data_dir, name), split, limit)
+    if offline is not None:
+        return offline
+    try:
+        builder = tfds_source.prepare(name, None if data_dir is None else str(data_dir),
+                                      download)
+    except tfds_source.TfdsUnavailable as unavailable:
+        system_dirs = [Path(d) for d in catalog.SYSTEM_DIRS.get(name, []) if Path(d).is_dir()]
+        offline = _load_offline(name, system_dirs, split, limit)
+        if offline is not None:
+            logger.info("%s: %s; using the system copy in %s", name, unavailable, system_dirs)
+            return offline
+        where = f"data_dir {data_dir}" if data_dir else "data_dir (none given)"
+        raise DatasetError(f"{catalog.PRETTY[name]} not found in {where} and tfds could not "
+                           f"provide it ({unavailable}): {catalog.how_to_get(name)}"
+                           ) from unavailable
+    return tfds_source.load(name, builder, split, image_size, channels, limit)
+
+
+def _folder_root(spec: str, data_dir: Path | None) -> Path:
+    text = spec[len(catalog.FOLDER_PREFIX):]
+    if not text:
+        raise DatasetError("folder dataset needs a path: use 'folder:PATH'")
+    root = Path(text).expanduser()
+    if not root.is_absolute() and data_dir is not None and (data_dir / root).is_dir():
+        root = data_dir / root  # relative paths may live under data_dir
+    if not root.is_dir():
+        raise DatasetError(f"folder dataset {text!r}: {root} is not a directory")
+    return root
+
+
+def open_dataset(name: str, split: str = "train", *, image_size: int = 32, channels: int = 3,
+                 data_dir: str | None = None, limit: int | None = None, download: bool = True,
+                 seed: int = 0) -> ImageSource:
+    """Resolve `name`, decode `split` into memory and return its ImageSource.
+
+    `seed` only affects ``synthetic``.  `limit` keeps the first N examples.
+    """
+    data_path = _check_open_args(image_size, channels, limit, seed, data_dir)
+    if isinstance(name, str) and name.startswith(catalog.FOLDER_PREFIX):
+        root = _folder_root(name, data_path)
+        _check_split(name, split, catalog.FOLDER_SPLITS)
+        raw = folder.load(root, split, image_size, channels, limit)
+        key = name
+    else:
+        key = _canonical(name)
+        _check_split(key, split, catalog.SPLITS[key])
+        if key == catalog.SYNTHETIC:
+            raw = synthetic.load(split, seed, image_size, limit)
+        else:
+            raw = _load_named(key, split, data_path, download, image_size, channels, limit)
+    images, labels = raw.images, raw.labels
+    if limit is not None:
+        images, labels = images[:limit], labels[:limit]
+    images = standardize_array(images, image_size, channels, f"{key}/{split} ({raw.provenance})")
+    return ImageSource(key, split, images, labels, raw.class_names, raw.provenance)
+
+
+def load_dataset(name: str, split: str = "train", batch_size: int = 128, **kwargs):
+    """One call: ``(open_dataset(name, split, ...).batches(batch_size, ...), class_names)``.
+
+    Keyword arguments go to open_dataset (image_size, channels, data_dir,
+    limit, download, seed) or to batches (shuffle_seed, epoch, skip_batches,
+    drop_remainder, repeat).
+    """
+    unknown = sorted(set(kwargs) - set(_OPEN_KEYS) - set(_BATCH_KEYS))
+    if unknown:
+        raise DatasetError(f"load_dataset got unknown arguments {unknown}; accepted: "
+                           f"{list(_OPEN_KEYS + _BATCH_KEYS)}")
+    source = open_dataset(name, split, **{k: v for k, v in kwargs.items() if k in _OPEN_KEYS})
+    ds = source.batches(batch_size, **{k: v for k, v in kwargs.items() if k in _BATCH_KEYS})
+    return ds, source.class_names
