@@ -90,7 +90,7 @@ def main(argv=None) -> int:
     from experiments.config import ConfigError
     from experiments.profiles import get_profile
     from experiments.runner import execute_run, is_complete, plan_run
-    from experiments.strategy import choose_strategy, is_chief
+    from experiments.strategy import choose_strategy, is_chief, strategy_name
     from experiments.tables import SelectorError
     from models import UnknownFamilyError
 
@@ -116,7 +116,7 @@ def main(argv=None) -> int:
     if chief:
         print(f"[run_all] profile {profile.name}, dataset {args.dataset} "
               f"({train_source.num_examples} train / {val_source.num_examples} held-out images, "
-              f"{train_source.provenance}), strategy {type(strategy).__name__} x"
+              f"{train_source.provenance}), strategy {strategy_name(strategy)} x"
               f"{strategy.num_replicas_in_sync}")
         print(f"[run_all] writing to {os.path.abspath(out_dir)}; {len(plans)} run(s):")
         for _, plan in plans:

@@ -19,7 +19,7 @@ import tensorflow as tf
 from experiments import reports
 from experiments.config import ConfigError, TrainConfig, from_dict, to_jsonable
 from experiments.profiles import Profile
-from experiments.strategy import is_chief
+from experiments.strategy import is_chief, strategy_name
 from experiments.tables import Row
 from experiments.trainer import Trainer
 from models import get_family
@@ -126,7 +126,7 @@ def execute_run(plan: RunPlan, *, train_source, val_source, strategy, score=None
             "identity": plan.identity(), "model": plan.row.model, "table": plan.row.table,
             "thesis_row": {"batch_size": plan.row.batch_size,
                            "latent_size": plan.row.latent_size, **plan.row.thesis},
-            "strategy": type(strategy).__name__, "num_replicas": strategy.num_replicas_in_sync,
+            "strategy": strategy_name(strategy), "num_replicas": strategy.num_replicas_in_sync,
             "train_data": getattr(train_source, "provenance", train_source.name),
             "train_examples": train_source.num_examples,
             "val_data": getattr(val_source, "provenance", None) if val_source else None,

@@ -55,3 +55,11 @@ def is_chief(strategy) -> bool:
     if resolver is None or not resolver.task_type:
         return True
     return resolver.task_type == "chief" or (resolver.task_type == "worker" and resolver.task_id == 0)
+
+
+def strategy_name(strategy) -> str:
+    """The public class name (TF's own class names are private aliases)."""
+    for name in ("TPUStrategy", "MultiWorkerMirroredStrategy", "MirroredStrategy"):
+        if isinstance(strategy, getattr(tf.distribute, name)):
+            return name
+    return "default"

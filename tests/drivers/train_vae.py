@@ -17,7 +17,8 @@ import numpy as np
 import tensorflow as tf
 
 
-def tiny_run(run_dir, loss="elbo", strategy=None, epochs=2, steps=2, callbacks=(), batch=8):
+def tiny_run(run_dir, loss="elbo", strategy=None, epochs=2, steps=2, callbacks=(), batch=8,
+             build_only=False):
     from data import open_dataset
     from experiments.config import TrainConfig, from_dict
     from experiments.trainer import Trainer
@@ -28,6 +29,11 @@ def tiny_run(run_dir, loss="elbo", strategy=None, epochs=2, steps=2, callbacks=(
                                            "latent_size": 16, "loss": loss})
     train = open_dataset("synthetic", "train", limit=64)
     val = open_dataset("synthetic", "test", limit=16)
+    if build_only:  # the seeded initial weights, as the trainer creates them
+        keras.utils.set_random_seed(0)
+        model = family.build(config, train.image_shape, batch, seed=3)
+        model(tf.zeros([1, *model.image_shape]))
+        return model
     trainer = Trainer(lambda: family.build(config, train.image_shape, batch, seed=3), train, val,
                       TrainConfig(epochs=epochs, steps_per_epoch=steps, val_batches=1,
                                   checkpoint_every=1, grid_size=2),
@@ -63,10 +69,12 @@ def main():
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         one = tiny_run(os.path.join(args.run_dir, "one"), args.loss, epochs=1, steps=1)
+        init = tiny_run(os.path.join(args.run_dir, "init"), args.loss, epochs=1, steps=1,
+                        build_only=True)
         mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
         two = tiny_run(os.path.join(args.run_dir, "two"), args.loss, mirrored, epochs=1, steps=1)
-        np.savez(args.mirrored_compare, replicas=two.model.distribute_strategy.num_replicas_in_sync
-                 if hasattr(two.model, "distribute_strategy") else 2,
+        np.savez(args.mirrored_compare,
+                 **{f"init_{i}": w for i, w in enumerate(weights(init))},
                  **{f"one_{i}": w for i, w in enumerate(weights(one.model))},
                  **{f"two_{i}": w for i, w in enumerate(weights(two.model))})
         return
