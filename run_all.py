@@ -17,6 +17,9 @@ import sys
 import time
 import traceback
 
+# TensorFlow's C++ start-up chatter (no CUDA here, oneDNN notes) hides our progress lines.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 EXIT_BAD_INPUT = 2
 EXIT_RUN_FAILED = 1
 
@@ -89,7 +92,7 @@ def main(argv=None) -> int:
     from data import DatasetError, open_dataset
     from experiments.config import ConfigError
     from experiments.profiles import get_profile
-    from experiments.runner import execute_run, is_complete, plan_run
+    from experiments.runner import check_builds, execute_run, is_complete, plan_run
     from experiments.strategy import choose_strategy, is_chief, strategy_name
     from experiments.tables import SelectorError
     from models import UnknownFamilyError
@@ -107,6 +110,8 @@ def main(argv=None) -> int:
         plans = [(table, plan_run(row, seed, profile, dataset=args.dataset,
                                   image_size=args.image_size, out_dir=out_dir))
                  for table, rows in selected for row in rows for seed in range(args.seeds)]
+        for _, plan in plans:
+            check_builds(plan, train_source.image_shape)
         score = make_scorer(args, train_source, out_dir)
     except (DatasetError, SelectorError, UnknownFamilyError, ConfigError, ValueError,
             RuntimeError) as err:

@@ -76,6 +76,17 @@ def plan_run(row: Row, seed: int, profile: Profile, *, dataset: str, image_size:
                    n_samples=profile.n_samples, run_dir=os.path.join(out_dir, "runs", name))
 
 
+def check_builds(plan: RunPlan, image_shape):
+    """Build the run's model once, up front, so a shape or config problem is reported
+    before hours of other runs rather than after."""
+    family = get_family(plan.row.family)
+    try:
+        family.build(plan.family_config, image_shape, plan.family_config.batch_size,
+                     seed=plan.seed)
+    except ValueError as err:
+        raise ConfigError(f"{plan.name}: {err}") from err
+
+
 def is_complete(plan: RunPlan) -> bool:
     return os.path.exists(os.path.join(plan.run_dir, "metrics.json"))
 

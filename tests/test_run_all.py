@@ -1,0 +1,124 @@
+"""run_all.py end to end: the files a run writes, skipping, real data, bad input."""
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import run_all
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FASHION = "/usr/share/datasets/fashion-mnist"
+RUN_FILES = {"config.json", "history.csv", "loss_curves.png", "samples.png", "samples.npz",
+             "metrics.json"}
+VAE_RUNS = {f"vae-{loss}-b8-z{z}-s0" for loss in ("elbo", "mi", "wae") for z in (128, 2048)}
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, "run_all.py", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=900)
+
+
+def _check_outputs(out, dataset):
+    assert set(os.listdir(out / "runs")) == VAE_RUNS
+    for name in VAE_RUNS:
+        run = out / "runs" / name
+        assert RUN_FILES <= set(os.listdir(run)), name
+        metrics = json.loads((run / "metrics.json").read_text())
+        assert np.isfinite(metrics["train_loss"]) and np.isfinite(metrics["val_loss"])
+        config = json.loads((run / "config.json").read_text())
+        assert config["identity"]["dataset"] == dataset and config["identity"]["seed"] == 0
+        images = np.load(run / "samples.npz")["images"]
+        assert images.dtype == np.uint8 and images.shape == (64, 32, 32, 3)
+        with open(run / "history.csv") as f:
+            assert [row["epoch"] for row in csv.DictReader(f)] == ["1", "2"]
+    for table, n_rows in (("table_3_1", 2), ("table_3_2", 4)):
+        for ext in ("md", "csv", "json"):
+            assert (out / f"{table}.{ext}").exists()
+        with open(out / f"{table}.csv") as f:
+            rows = list(csv.DictReader(f))
+        assert len(rows) == n_rows and {r["family"] for r in rows} == {"vae"}
+        for column in ("family", "model", "loss", "batch_size", "latent_size", "seeds", "fid",
+                       "fid_std", "is", "is_std", "train_loss", "val_loss", "metric_network",
+                       "n_samples", "thesis_fid", "thesis_is", "thesis_train_loss",
+                       "thesis_val_loss"):
+            assert column in rows[0]
+        assert all(r["fid"] == "not computed" and r["is"] == "not computed" for r in rows)
+        assert all(float(r["thesis_fid"]) > 900 for r in rows)  # the thesis's numbers, as data
+        assert "not computed" in (out / f"{table}.md").read_text()
+
+
+def test_smoke_profile_writes_every_file_and_skips_complete_runs(tmp_path):
+    out = tmp_path / "out"
+    proc = _run("--profile", "smoke", "--only", "vae", "--dataset", "synthetic", "--out", str(out),
+                "--metrics", "none", "--quiet")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"writing to {out}" in proc.stdout
+    _check_outputs(out, "synthetic")
+    again = _run("--profile", "smoke", "--only", "vae/wae@128", "--dataset", "synthetic",
+                 "--out", str(out), "--metrics", "none", "--quiet")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "vae-wae-b8-z128-s0" in again.stdout and "complete, skipped" in again.stdout
+    assert "[run_all] run " not in again.stdout
+
+
+@pytest.mark.skipif(not os.path.isdir(FASHION),
+                    reason=f"Debian's dataset-fashion-mnist is not installed ({FASHION} missing); "
+                           f"apt-get install -y dataset-fashion-mnist")
+def test_smoke_profile_on_real_fashion_mnist(tmp_path):
+    out = tmp_path / "fashion"
+    proc = _run("--profile", "smoke", "--only", "vae", "--dataset", "fashion_mnist",
+                "--data-dir", FASHION, "--out", str(out), "--metrics", "none", "--quiet")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "idx files" in proc.stdout
+    _check_outputs(out, "fashion_mnist")
+
+
+def _write_corrupt_cifar(folder):
+    folder.mkdir()
+    (folder / "cifar-100-python.tar.gz").write_bytes(b"\x1f\x8b\x08\x00 not really a tarball")
+    return folder
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--dataset", "imagenet"], "unknown dataset 'imagenet'"),
+    (["--only", "vae/perceptual"], "unknown loss 'perceptual' for family 'vae'"),
+    (["--only", "vae@@128"], "bad selector"),
+    (["--only", "vae/elbo@999"], "matches no row"),
+    (["--only", "vae/elbo@128", "--image-size", "30"], "not divisible"),
+    (["--only", "vae/elbo@128", "--dataset", "cifar100", "--data-dir", "CORRUPT"], "corrupt"),
+])
+def test_bad_input_is_a_clear_error(tmp_path, capsys, args, message):
+    if "CORRUPT" in args:
+        args = [str(_write_corrupt_cifar(tmp_path / "cifar")) if a == "CORRUPT" else a
+                for a in args]
+    base = ["--profile", "smoke", "--dataset", "synthetic", "--out", str(tmp_path / "o")]
+    code = run_all.main(base + args)
+    err = capsys.readouterr().err
+    assert code == run_all.EXIT_BAD_INPUT
+    assert message in err
+    assert not (tmp_path / "o" / "runs").exists()  # nothing trained, nothing half-written
+
+
+def test_a_failing_run_does_not_stop_the_others(tmp_path, capsys, monkeypatch):
+    import experiments.runner as runner
+
+    real = runner.execute_run
+
+    def flaky(plan, **kwargs):
+        if plan.row.latent_size == 2048:
+            raise RuntimeError("simulated crash")
+        return real(plan, **kwargs)
+
+    monkeypatch.setattr(runner, "execute_run", flaky)
+    code = run_all.main(["--profile", "smoke", "--only", "vae/elbo", "--dataset", "synthetic",
+                         "--out", str(tmp_path / "o"), "--metrics", "none", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == run_all.EXIT_RUN_FAILED
+    assert "1 run(s) failed: vae-elbo-b8-z2048-s0" in err
+    assert (tmp_path / "o" / "runs" / "vae-elbo-b8-z128-s0" / "metrics.json").exists()
+    with open(tmp_path / "o" / "table_3_1.csv") as f:
+        assert [r["latent_size"] for r in csv.DictReader(f)] == ["128"]
