@@ -1,0 +1,56 @@
+"""Configuration: strict overrides, JSON round trip, the tables as data, profiles."""
+import json
+
+import pytest
+
+from experiments import table_3_1, table_3_2
+from experiments.config import ConfigError, TrainConfig, apply_overrides, dumps, from_dict
+from experiments.profiles import PROFILES, get_profile
+from experiments.runner import plan_run
+from experiments.tables import Selector, SelectorError
+from models.vae.config import VAEConfig
+
+
+def test_unknown_keys_are_errors_that_name_the_key():
+    with pytest.raises(ConfigError, match="latent_sise"):
+        from_dict(VAEConfig, {"latent_sise": 64})
+    cfg = apply_overrides(VAEConfig(), {"widths": [4, 8], "loss": "wae"})
+    assert cfg.widths == (4, 8) and cfg.loss == "wae" and cfg.latent_size == 128
+    assert json.loads(dumps(cfg))["widths"] == [4, 8]
+
+
+def test_tables_hold_the_thesis_grid_and_numbers():
+    rows_1, rows_2 = table_3_1.TABLE.rows, table_3_2.TABLE.rows
+    assert len(rows_1) == 8 and len([r for r in rows_2 if r.in_thesis]) == 16
+    vae = [r for r in rows_1 if r.family == "vae"]
+    assert [(r.loss, r.batch_size, r.latent_size) for r in vae] == [("elbo", 128, 128),
+                                                                    ("elbo", 2048, 2048)]
+    assert vae[0].thesis["fid"] == pytest.approx(1545.6937) and vae[0].thesis["is"] == 1.0
+    gan = [r for r in rows_2 if r.family == "gan" and r.in_thesis]
+    assert {(r.loss, r.batch_size, r.latent_size) for r in gan} == {
+        (loss, 64, z) for loss in ("hinge", "lsgan") for z in (128, 1024)}
+
+
+def test_selectors():
+    assert Selector.parse("vae/elbo@2048") == Selector("vae", "elbo", 2048)
+    assert len(table_3_2.TABLE.select([Selector.parse("vae")])) == 4
+    assert len(table_3_1.TABLE.select([Selector.parse("vae@2048")])) == 1
+    # rows beyond the thesis run only when their loss is named
+    assert not any(r.loss == "ns" for r in table_3_2.TABLE.select([Selector("gan")]))
+    assert len(table_3_2.TABLE.select([Selector("gan", "ns")])) == 2
+    for bad in ("", "vae/", "VAE", "vae@", "vae/elbo@12x"):
+        with pytest.raises(SelectorError):
+            Selector.parse(bad)
+
+
+def test_profiles_scale_runs_without_changing_which_exist(tmp_path):
+    row = table_3_1.TABLE.rows[1]  # vae/elbo at batch = latent = 2048
+    plans = {name: plan_run(row, 0, get_profile(name), dataset="synthetic", image_size=32,
+                            out_dir=str(tmp_path)) for name in PROFILES}
+    assert plans["paper"].family_config.batch_size == 2048
+    assert plans["smoke"].family_config.batch_size == 8
+    assert {p.family_config.latent_size for p in plans.values()} == {2048}
+    assert plans["paper"].name == "vae-elbo-b2048-z2048-s0"
+    assert isinstance(plans["quick"].train_config, TrainConfig)
+    with pytest.raises(ValueError, match="unknown profile"):
+        get_profile("huge")
