@@ -33,6 +33,8 @@ def parse_args(argv=None):
                         help="smoke: seconds (tests); quick: CPU minutes; paper: thesis settings")
     parser.add_argument("--only", nargs="+", default=None, metavar="SEL",
                         help="family[/loss][@latent] selectors (default: every implemented family)")
+    parser.add_argument("--tables", nargs="+", default=["table_3_1", "table_3_2"],
+                        choices=["table_3_1", "table_3_2"], help="which experiments to run")
     parser.add_argument("--dataset", default="cifar100",
                         help="cifar100 (the thesis's), cifar10, celeb_a, fashion_mnist, mnist, "
                              "folder:PATH or synthetic")
@@ -54,13 +56,13 @@ def parse_args(argv=None):
     return args
 
 
-def select_rows(only):
+def select_rows(only, table_names=("table_3_1", "table_3_2")):
     """The table rows to run, and the tables they belong to; bad selectors raise."""
     from experiments import table_3_1, table_3_2
     from experiments.tables import Selector, SelectorError
     from models import UnknownFamilyError, family_names, get_family
 
-    tables = [table_3_1.TABLE, table_3_2.TABLE]
+    tables = [t for t in (table_3_1.TABLE, table_3_2.TABLE) if t.name in table_names]
     if only:
         selectors = [Selector.parse(text) for text in only]
     else:
@@ -79,7 +81,8 @@ def select_rows(only):
                                 f"known: {', '.join(sorted(family.losses))}")
         if not any(t.select([selector]) for t in tables):
             raise SelectorError(f"selector {selector.family}/{selector.loss or '*'}"
-                                f"@{selector.latent or '*'} matches no row of Tables 3.1/3.2")
+                                f"@{selector.latent or '*'} matches no row of "
+                                f"{', '.join(t.name for t in tables)}")
     return [(table, table.select(selectors)) for table in tables]
 
 
@@ -100,7 +103,7 @@ def main(argv=None) -> int:
     profile = get_profile(args.profile)
     out_dir = args.out or os.path.join("reports", profile.name, _slug(args.dataset))
     try:
-        selected = select_rows(args.only)
+        selected = select_rows(args.only, args.tables)
         strategy = choose_strategy(args.strategy)
         train_source = open_dataset(args.dataset, "train", image_size=args.image_size,
                                     data_dir=args.data_dir, limit=profile.train_limit)
