@@ -37,7 +37,6 @@ class ProgressBar(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         shown = {k: v for k, v in (logs or {}).items() if "loss" in k}
-        self.bar.update(self.steps_per_epoch, values=None, finalize=True)
         print("  " + "  ".join(f"{k}={v:.5g}" for k, v in shown.items()), file=self.stream,
               flush=True)
 

@@ -16,7 +16,7 @@ def test_notebook_runs_its_table(table, tmp_path):
     with open(os.path.join(HERE, f"{table}.ipynb"), encoding="utf-8") as f:
         nb = json.load(f)
     assert nb["nbformat"] == 4
-    code = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
     command = re.search(r"!python run_all\.py (.*)", code).group(1)
     values = {"$PROFILE": "smoke", "$DATASET": "synthetic", "$OUT": str(tmp_path)}
     args = run_all.parse_args([values.get(a, a) for a in shlex.split(command)])
