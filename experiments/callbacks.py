@@ -18,22 +18,35 @@ from experiments import reports
 
 
 class ProgressBar(keras.callbacks.Callback):
-    """A Keras progress bar per epoch, starting where a resumed epoch left off."""
+    """A Keras progress bar per epoch on a terminal; plain lines (about ten an epoch)
+    in a log file, where a redrawn bar would be noise."""
+
+    SHOWN = ("loss", "g_loss", "d_loss")
 
     def __init__(self, epochs: int, steps_per_epoch: int, stream=None):
         super().__init__()
         self.epochs, self.steps_per_epoch = epochs, steps_per_epoch
         self.stream = stream or sys.stdout
+        self.interactive = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.every = max(1, steps_per_epoch // 10)
         self.bar = None
 
     def on_epoch_begin(self, epoch, logs=None):
         print(f"epoch {epoch + 1}/{self.epochs}", file=self.stream, flush=True)
-        self.bar = keras.utils.Progbar(self.steps_per_epoch)
+        self.started = time.time()
+        if self.interactive:
+            self.bar = keras.utils.Progbar(self.steps_per_epoch)
 
     def on_train_batch_end(self, step, logs=None):
         within = (step - 1) % self.steps_per_epoch + 1
-        self.bar.update(within, values=[(k, v) for k, v in (logs or {}).items()
-                                        if k in ("loss", "g_loss", "d_loss")])
+        shown = [(k, v) for k, v in (logs or {}).items() if k in self.SHOWN]
+        if self.bar is not None:
+            self.bar.update(within, values=shown)
+        elif within % self.every == 0 or within == self.steps_per_epoch:
+            rate = (time.time() - self.started) / within
+            text = "  ".join(f"{k}={v:.5g}" for k, v in shown)
+            print(f"  step {within}/{self.steps_per_epoch} ({rate:.2f} s/step)  {text}",
+                  file=self.stream, flush=True)
 
     def on_epoch_end(self, epoch, logs=None):
         shown = {k: v for k, v in (logs or {}).items() if "loss" in k}
