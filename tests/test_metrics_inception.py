@@ -472,6 +472,19 @@ def test_inception_feature_network_streams_like_the_bare_model(model, random_wei
     assert np.isfinite(features).all() and features.std() > 0
 
 
+def test_inception_feature_network_from_a_weights_file(random_weights, tmp_path):
+    path = tmp_path / "my-inception-port.pth"  # not a published name: no digest to check
+    _write_zip_pth(path, *_torch_layout(random_weights))
+    net = metrics.inception_feature_network(str(path), tmp_path)
+    assert (net.label, net.feature_dim, net.num_classes) == ("inception-2015-12-05", 2048, 1008)
+    model = next(iter(metrics._INCEPTION_CACHE.values()))
+    head = next(e for e in random_weights if e.tf_name == "softmax/weights")
+    np.testing.assert_array_equal(model.get_layer("softmax").kernel.numpy(), random_weights[head])
+    metrics.inception_feature_network(str(path), tmp_path)
+    assert next(iter(metrics._INCEPTION_CACHE.values())) is model  # built once per process
+    metrics._INCEPTION_CACHE.clear()
+
+
 # ====================================================================== files, checksums, offline
 def test_checksums_are_verified(tmp_path):
     good = tmp_path / "a.bin"

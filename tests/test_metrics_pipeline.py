@@ -35,19 +35,26 @@ def toy_network(dim=16, classes=5, seed=0):
 class ToySource:
     """The part of data.ImageSource the metrics use, over uint8 arrays."""
 
-    def __init__(self, images, name="toy", split="train"):
+    def __init__(self, images, name="toy", split="train", class_names=("a", "b")):
         self.images = images
         self.name, self.split = name, split
         self.num_examples = len(images)
         self.image_shape = tuple(images.shape[1:])
-        self.class_names = ["a", "b"]
+        self.class_names = list(class_names)
         self.calls = 0
 
-    def batches(self, batch_size, **_):
+    def steps_per_epoch(self, batch_size, drop_remainder=False):
+        return len(self.images) // batch_size if drop_remainder else -(-len(self.images) // batch_size)
+
+    def batches(self, batch_size, *, shuffle_seed=None, repeat=False, drop_remainder=False, **_):
         self.calls += 1
         x = self.images.astype(np.float32) / 127.5 - 1.0
         labels = np.zeros(len(x), np.int32)
-        return tf.data.Dataset.from_tensor_slices((x, labels)).batch(batch_size)
+        ds = tf.data.Dataset.from_tensor_slices((x, labels))
+        if shuffle_seed is not None:
+            ds = ds.shuffle(len(x), seed=shuffle_seed)
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+        return ds.repeat() if repeat else ds
 
 
 def blobs(rng, n, size=16, channels=3, brightness=0.0):
@@ -111,14 +118,14 @@ def test_random_subset_samples_an_ordered_stream_evenly():
 def test_compute_metrics_end_to_end_with_cached_reference(tmp_path, capsys):
     rng = np.random.default_rng(4)
     real = ToySource(blobs(rng, 1200))
-    same = blobs(rng, 600)
-    brighter = blobs(rng, 600, brightness=0.25)
+    same = blobs(rng, 400)
+    brighter = blobs(rng, 400, brightness=0.25)
     net = toy_network()
-    common = dict(network="evaluator", n_samples=600, cache_dir=tmp_path, feature_network=net)
+    common = dict(network="evaluator", n_samples=400, cache_dir=tmp_path, feature_network=net)
 
     good = metrics.compute_metrics(as_batches(same, 64), real, **common)
     assert tuple(good) == metrics.RESULT_KEYS
-    assert good["metric_network"] == "toy" and good["n_samples"] == 600
+    assert good["metric_network"] == "toy" and good["n_samples"] == 400
     assert "[metrics]" in capsys.readouterr().err  # progress goes to stderr
 
     bad = metrics.compute_metrics(as_batches(brighter, 64), real, **common)
@@ -179,7 +186,7 @@ expected = net.fn(tf.constant(images))[0].numpy()
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 with strategy.scope():
     runner = FeatureRunner(net)
-    got, logits = runner(images)  # 77 = 2 chunks of 32 + 13: uneven shares are padded
+    got, logits = runner(images)  # 77 = 64 (32 per replica) + 13: the odd rest is padded
 assert runner.replicas == 2, runner.replicas
 assert got.shape == (77, 16) and logits.shape == (77, 5)
 np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
@@ -191,3 +198,24 @@ def test_runner_splits_batches_over_two_replicas():
     proc = subprocess.run([sys.executable, "-c", _TWO_REPLICAS], cwd=ROOT, capture_output=True,
                           text=True, timeout=240)
     assert proc.returncode == 0 and "OK" in proc.stdout, proc.stderr[-3000:]
+
+
+def test_unlabelled_dataset_gets_a_rotation_evaluator_without_is(tmp_path):
+    from experiments.metrics.evaluator import EvaluatorConfig, evaluator_network, load_or_train_evaluator
+
+    rng = np.random.default_rng(8)
+    faces = blobs(rng, 256, size=16)
+    faces[:, :4] = 255  # an "up" side, so that rotations can be told apart
+    train = ToySource(faces, name="faces", class_names=["face"])
+    test = ToySource(faces[:64], name="faces", split="test", class_names=["face"])
+    config = EvaluatorConfig(width=4, epochs=2, batch_size=32, seed=0)
+    model, info = load_or_train_evaluator("faces", (16, 16, 3), cache_dir=tmp_path, train_src=train,
+                                          test_src=test, config=config, verbose=False)
+    assert info["task"] == "rotation" and info["num_classes"] == 4
+    assert info["test_accuracy"] > 0.5  # four rotations: chance is 0.25
+    net = evaluator_network(model, info)
+    assert net.feature_dim == 16 and not net.logits_are_meaningful
+    result = metrics.compute_metrics(as_batches(faces[:40], 20), train, network="evaluator",
+                                     n_samples=40, cache_dir=tmp_path, feature_network=net,
+                                     progress=False)
+    assert math.isnan(result["is"]) and np.isfinite(result["fid"])

@@ -117,6 +117,15 @@ def test_kid_kernel_estimate_is_unbiased_closed_form():
     assert polynomial_mmd2_unbiased(x, y) == pytest.approx(xx + yy - 2 * xy, rel=1e-5)
 
 
+def test_kid_fused_computation_equals_the_numpy_one():
+    from experiments.metrics.stats import _mmd2_unbiased_fast
+
+    rng = np.random.default_rng(9)
+    x = np.abs(rng.standard_normal((300, 40))).astype(np.float32)
+    y = np.abs(rng.standard_normal((250, 40))).astype(np.float32) * 1.1
+    assert _mmd2_unbiased_fast(x, y) == pytest.approx(polynomial_mmd2_unbiased(x, y), rel=1e-9)
+
+
 # ---------------------------------------------------------------- precision / recall
 def test_precision_recall_of_matching_and_disjoint_sets():
     rng = np.random.default_rng(7)

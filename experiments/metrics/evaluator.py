@@ -1,0 +1,225 @@
+"""The suite-trained evaluator: offline metrics when the Inception weights are not at hand.
+
+A compact convolutional classifier trained on the dataset's train split.  Its global
+average pooled last-conv features give a Fréchet distance (``fd_eval``), KID and
+precision/recall; its softmax an Inception-style score (``is_eval``).  These numbers are
+only comparable with each other (same dataset, same evaluator), never with Inception FIDs.
+
+Datasets without at least two classes (CelebA's images all carry label 0) train the
+same network on rotation prediction (0/90/180/270 degrees) instead, a label-free task
+whose features still separate real from generated images; their ``is_eval`` is NaN.
+
+Cached per (dataset, image size, channels) under ``<cache>/evaluator/<key>/``:
+``weights.weights.h5`` plus ``info.json`` with the test accuracy and the training setup.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from .errors import MetricsError
+from .features import FeatureNetwork
+
+EVALUATOR_FORMAT = 1
+
+
+@dataclasses.dataclass
+class EvaluatorConfig:
+    width: int = 16  # features = 4 * width
+    epochs: int = 6
+    batch_size: int = 128
+    learning_rate: float = 2e-3
+    max_train_examples: int | None = None  # per epoch; None = the whole train split
+    max_test_examples: int | None = None
+    seed: int = 0
+
+
+def _pool_stages(size: int) -> int:
+    return max(1, int(round(math.log2(max(size, 8) / 8))))
+
+
+def build_evaluator(image_shape, num_classes: int, width: int = 16) -> keras.Model:
+    """Conv-BN-ReLU stages with 2x2 max pools down to about 8x8, then global average pool.
+
+    Outputs ``{'features': [B, 4*width], 'logits': [B, num_classes]}``.
+    """
+    height, width_px, channels = (int(d) for d in image_shape)
+    inputs = keras.Input((height, width_px, channels), name="images")
+    x = inputs
+    stages = _pool_stages(min(height, width_px))
+    plan = [(width, 1)] + [(min(4 * width, width * 2 ** (i + 1)), 2) for i in range(stages - 1)]
+    plan.append((4 * width, 2))
+    for s, (filters, convs) in enumerate(plan):
+        for c in range(convs):
+            x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False,
+                                    name=f"stage{s}.conv{c}")(x)
+            x = keras.layers.BatchNormalization(momentum=0.9, name=f"stage{s}.bn{c}")(x)
+            x = keras.layers.ReLU(name=f"stage{s}.relu{c}")(x)
+        if s < len(plan) - 1:
+            x = keras.layers.MaxPooling2D(2, name=f"stage{s}.pool")(x)
+    features = keras.layers.GlobalAveragePooling2D(name="features")(x)
+    dropped = keras.layers.Dropout(0.2, name="dropout")(features)
+    logits = keras.layers.Dense(num_classes, name="logits")(dropped)
+    return keras.Model(inputs, {"features": features, "logits": logits}, name="evaluator")
+
+
+def _rotation_batch(images, labels):
+    """Rotation task: each image once per quarter turn, label = number of turns."""
+    del labels
+    rotated = [tf.image.rot90(images, k) for k in range(4)]
+    targets = [tf.fill([tf.shape(images)[0]], k) for k in range(4)]
+    return tf.concat(rotated, 0), tf.cast(tf.concat(targets, 0), tf.int32)
+
+
+def evaluator_key(dataset: str, image_shape) -> str:
+    return f"{dataset}-{'x'.join(str(int(d)) for d in image_shape)}"
+
+
+def evaluator_dir(cache_dir, dataset: str, image_shape) -> Path:
+    return Path(cache_dir) / "evaluator" / evaluator_key(dataset, image_shape)
+
+
+def _accuracy(model: keras.Model, source, batch_size: int, limit: int | None, task: str) -> float:
+    correct = total = 0
+    predict = tf.function(lambda x: model(x, training=False)["logits"], reduce_retracing=True)
+    for images, labels in source.batches(batch_size):
+        if task == "rotation":
+            images, labels = _rotation_batch(images, labels)
+        logits = predict(images)
+        correct += int(tf.reduce_sum(tf.cast(tf.argmax(logits, -1, output_type=tf.int32) == labels,
+                                             tf.int32)))
+        total += int(labels.shape[0])
+        if limit is not None and total >= limit:
+            break
+    return correct / max(total, 1)
+
+
+def train_evaluator(train_src, test_src, config: EvaluatorConfig | None = None, *,
+                    verbose: bool = True) -> tuple[keras.Model, dict]:
+    """Train on ``train_src`` (an ImageSource), measure accuracy on ``test_src``."""
+    config = config or EvaluatorConfig()
+    if tuple(train_src.image_shape) != tuple(test_src.image_shape):
+        raise MetricsError(f"train {train_src.image_shape} and test {test_src.image_shape} differ")
+    task = "classes" if len(train_src.class_names) >= 2 else "rotation"
+    num_classes = len(train_src.class_names) if task == "classes" else 4
+    keras.utils.set_random_seed(config.seed)
+    model = build_evaluator(train_src.image_shape, num_classes, config.width)
+    trainer = keras.Model(model.input, model.output["logits"])
+    per_epoch = train_src.steps_per_epoch(config.batch_size, drop_remainder=True)
+    if config.max_train_examples:
+        per_epoch = max(1, min(per_epoch, config.max_train_examples // config.batch_size))
+    schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, per_epoch * config.epochs,
+                                                      alpha=0.05)
+    trainer.compile(optimizer=keras.optimizers.Adam(schedule),
+                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                    metrics=["accuracy"])
+    data = train_src.batches(config.batch_size, shuffle_seed=config.seed, repeat=True,
+                             drop_remainder=True)
+    if task == "rotation":
+        data = data.map(_rotation_batch)
+    start = time.perf_counter()
+    if verbose:
+        print(f"[metrics] training the evaluator for {train_src.name} {train_src.image_shape} "
+              f"({task}, {config.epochs} x {per_epoch} steps)", file=sys.stderr, flush=True)
+    history = trainer.fit(data, epochs=config.epochs, steps_per_epoch=per_epoch,
+                          verbose=2 if verbose else 0)
+    accuracy = _accuracy(model, test_src, 500, config.max_test_examples, task)
+    info = {
+        "format": EVALUATOR_FORMAT, "dataset": train_src.name, "image_shape": list(train_src.image_shape),
+        "task": task, "num_classes": num_classes, "class_names": list(train_src.class_names),
+        "test_split": test_src.split, "test_accuracy": round(float(accuracy), 4),
+        "train_accuracy_last_epoch": round(float(history.history["accuracy"][-1]), 4),
+        "train_examples_seen": per_epoch * config.batch_size * config.epochs,
+        "train_seconds": round(time.perf_counter() - start, 1),
+        "feature_dim": int(model.output["features"].shape[-1]),
+        "config": dataclasses.asdict(config),
+    }
+    if verbose:
+        print(f"[metrics] evaluator test accuracy {accuracy:.4f}", file=sys.stderr, flush=True)
+    return model, info
+
+
+def save_evaluator(model: keras.Model, info: dict, folder) -> dict:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = folder / "weights.weights.h5"
+    tmp = folder / f"tmp{os.getpid()}.weights.h5"
+    with warnings.catch_warnings():  # Keras' h5 writer trips a numpy-2 copy= deprecation notice
+        warnings.filterwarnings("ignore", category=DeprecationWarning, message="__array__")
+        model.save_weights(tmp)
+    os.replace(tmp, weights)
+    info = {**info, "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}
+    tmp_info = folder / f"info.json.tmp{os.getpid()}"
+    tmp_info.write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp_info, folder / "info.json")
+    return info
+
+
+def load_evaluator(folder) -> tuple[keras.Model, dict] | None:
+    folder = Path(folder)
+    info_path, weights = folder / "info.json", folder / "weights.weights.h5"
+    if not (info_path.is_file() and weights.is_file()):
+        return None
+    info = json.loads(info_path.read_text())
+    if info.get("format") != EVALUATOR_FORMAT:
+        return None
+    if hashlib.sha256(weights.read_bytes()).hexdigest() != info.get("weights_sha256"):
+        raise MetricsError(f"{weights} does not match the digest in {info_path}; delete the folder")
+    model = build_evaluator(info["image_shape"], info["num_classes"], info["config"]["width"])
+    model.load_weights(weights)
+    return model, info
+
+
+def load_or_train_evaluator(dataset: str, image_shape, *, cache_dir, data_dir=None,
+                            train_src=None, test_src=None, config: EvaluatorConfig | None = None,
+                            verbose: bool = True) -> tuple[keras.Model, dict]:
+    """The cached evaluator for (dataset, image shape), trained first if there is none."""
+    folder = evaluator_dir(cache_dir, dataset, image_shape)
+    loaded = load_evaluator(folder)
+    if loaded is not None:
+        return loaded
+    size, channels = int(image_shape[0]), int(image_shape[2])
+    if train_src is None or test_src is None:
+        from data import open_dataset  # the data package; imported only when training
+
+        train_src = train_src or open_dataset(dataset, "train", data_dir=data_dir, image_size=size,
+                                              channels=channels)
+        test_src = test_src or open_dataset(dataset, "test", data_dir=data_dir, image_size=size,
+                                            channels=channels)
+    model, info = train_evaluator(train_src, test_src, config, verbose=verbose)
+    info = save_evaluator(model, info, folder)
+    return model, info
+
+
+def _adapt(images, shape):
+    """Resize / convert channels of [-1, 1] images to the evaluator's input shape."""
+    height, width, channels = (int(d) for d in shape)
+    if images.shape[-1] != channels:
+        images = (tf.tile(images, [1, 1, 1, 3]) if channels == 3
+                  else tf.reduce_mean(images, axis=-1, keepdims=True))
+    if images.shape[1] != height or images.shape[2] != width:
+        images = tf.image.resize(images, (height, width), method="bilinear", antialias=True)
+    return images
+
+
+def evaluator_network(model: keras.Model, info: dict) -> FeatureNetwork:
+    shape = info["image_shape"]
+
+    def fn(images):
+        out = model(_adapt(images, shape), training=False)
+        return out["features"], out["logits"]
+
+    label = f"evaluator:{info['dataset']}:{info['test_accuracy']:.4f}"
+    return FeatureNetwork(label=label, cache_key=f"evaluator-{info['weights_sha256'][:12]}",
+                          feature_dim=int(info["feature_dim"]), num_classes=int(info["num_classes"]),
+                          fn=fn, max_batch=500, logits_are_meaningful=info.get("task") == "classes")

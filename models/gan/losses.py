@@ -1,0 +1,141 @@
+"""The GAN family's adversarial objectives, chosen by name from :data:`LOSSES`,
+and the discriminator's regularisers.
+
+Every objective has one signature::
+
+    loss(d_real [b], d_fake [b]) -> {"d_loss", "d_real_loss", "d_fake_loss", "g_loss"}: [b] each
+
+on the discriminator's raw outputs (logits / critic values) for real and
+generated images. Each is a :class:`GANLoss`: the discriminator minimises
+``real(d_real) + fake(d_fake)`` (plus the objective's own ``penalty``, if it has
+one), the generator minimises ``generator(d_fake)``. The training step reduces
+the per-example values with ``model.replica_mean``. The thesis's "training loss"
+is ``g_loss`` and its "validation loss" ``d_loss``.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Optional
+
+import tensorflow as tf
+
+
+@dataclasses.dataclass(frozen=True)
+class GANLoss:
+    """One adversarial objective: per-example terms of D's and G's losses.
+
+    real: d_real [b] -> [b], fake: d_fake [b] -> [b], generator: d_fake [b] -> [b].
+    penalty: ``(critic, real, fake, eps, config) -> [b]``, a regulariser that is
+        part of the objective's definition (WGAN-GP's gradient penalty), or None.
+    """
+    real: Callable
+    fake: Callable
+    generator: Callable
+    penalty: Optional[Callable] = None
+
+    def __call__(self, d_real, d_fake) -> dict:
+        d_real_loss, d_fake_loss = self.real(d_real), self.fake(d_fake)
+        return {"d_loss": d_real_loss + d_fake_loss, "d_real_loss": d_real_loss,
+                "d_fake_loss": d_fake_loss, "g_loss": self.generator(d_fake)}
+
+
+# ------------------------------------------------------------------ regularisers
+def input_gradients(critic, x):
+    """d critic(x) / dx for each example: [b, H, W, C] (recorded by any outer tape,
+    so the penalties below can themselves be differentiated)."""
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        total = tf.reduce_sum(critic(x))
+    return tape.gradient(total, x)
+
+
+def squared_norm(g):
+    """||g_i||^2 per example: [b]."""
+    return tf.reduce_sum(tf.square(g), axis=list(range(1, len(g.shape))))
+
+
+# Gradient penalty: Gulrajani et al. (2017), "Improved Training of Wasserstein
+# GANs", eq. 3 / Algorithm 1: lambda * (||grad_x D(x_hat)||_2 - 1)^2 at
+# x_hat = eps * x_real + (1 - eps) * x_fake, eps ~ U[0, 1] per example; lambda = 10.
+def gradient_penalty(critic, real, fake, eps, weight=10.0):
+    """[b]; eps [b] in [0, 1]."""
+    eps = tf.reshape(eps, [-1] + [1] * (len(real.shape) - 1))
+    x_hat = eps * real + (1.0 - eps) * fake
+    norm = tf.sqrt(squared_norm(input_gradients(critic, x_hat)) + 1e-12)
+    return weight * tf.square(norm - 1.0)
+
+
+def wgan_gradient_penalty(critic, real, fake, eps, config):
+    return gradient_penalty(critic, real, fake, eps, config.gp_weight)
+
+
+# R1: Mescheder, Geiger & Nowozin (2018), "Which Training Methods for GANs do
+# actually Converge?", eq. 9: R1 = gamma / 2 * E_{p_D}[||grad_x D(x)||^2], on real
+# data only. StyleGAN2 applies it lazily (sec. 3.1), see the model.
+def r1_penalty(critic, real, gamma):
+    """gamma / 2 * ||grad_x D(x)||^2 per example: [b]."""
+    return 0.5 * gamma * squared_norm(input_gradients(critic, real))
+
+
+# -------------------------------------------------------------------- objectives
+# Wasserstein: Arjovsky et al. (2017), "Wasserstein GAN", sec. 3, with Gulrajani et al.'s (2017)
+# gradient penalty (eq. 3): L_D = D(G(z)) - D(x) + lambda * GP, L_G = -D(G(z)).
+# The thesis's baseline "Wasserstein loss with regularisation".
+def _negate(d):
+    return -d
+
+
+def _identity(d):
+    return d
+
+
+WASSERSTEIN_GP = GANLoss(real=_negate, fake=_identity, generator=_negate,
+                         penalty=wgan_gradient_penalty)
+
+
+# Hinge: Lim & Ye (2017), "Geometric GAN", sec. 3 (the SVM margin loss);
+# Miyato et al. (2018), "Spectral Normalization for GANs", sec. 4 (hinge objective):
+# L_D = max(0, 1 - D(x)) + max(0, 1 + D(G(z))), L_G = -D(G(z)).
+def _hinge_real(d):
+    return tf.nn.relu(1.0 - d)
+
+
+def _hinge_fake(d):
+    return tf.nn.relu(1.0 + d)
+
+
+HINGE = GANLoss(real=_hinge_real, fake=_hinge_fake, generator=_negate)
+
+
+# LSGAN: Mao et al. (2017), "Least Squares Generative Adversarial Networks",
+# eq. 2 with the 0-1 coding a = 0, b = c = 1 (sec. 3.2.2):
+# L_D = 1/2 (D(x) - 1)^2 + 1/2 D(G(z))^2, L_G = 1/2 (D(G(z)) - 1)^2.
+def _half_squared_error_to_one(d):
+    return 0.5 * tf.square(d - 1.0)
+
+
+def _half_squared(d):
+    return 0.5 * tf.square(d)
+
+
+LSGAN = GANLoss(real=_half_squared_error_to_one, fake=_half_squared,
+                generator=_half_squared_error_to_one)
+
+
+# Non-saturating: Goodfellow et al. (2014), "Generative Adversarial Nets", eq. 1
+# and sec. 3 (G maximises log D(G(z))); thesis eqs. 2.7-2.8 with D = sigmoid(logit):
+# L_D = -log D(x) - log(1 - D(G(z))) = softplus(-l_real) + softplus(l_fake),
+# L_G = -log D(G(z)) = softplus(-l_fake).
+def _softplus_neg(d):
+    return tf.nn.softplus(-d)
+
+
+NON_SATURATING = GANLoss(real=_softplus_neg, fake=tf.nn.softplus, generator=_softplus_neg)
+
+
+LOSSES = {
+    "wasserstein_gp": WASSERSTEIN_GP,
+    "hinge": HINGE,
+    "lsgan": LSGAN,
+    "ns": NON_SATURATING,
+}

@@ -1,0 +1,348 @@
+"""StyleGAN2's training model: owns train_step/test_step, the EMA generator and ADA.
+
+One train step (Karras et al. 2020, StyleGAN2 / StyleGAN2-ADA's training loop):
+
+1. discriminator: fakes from fresh z (with style mixing), D on (augmented) reals
+   and fakes, the objective's loss (+ its own penalty, WGAN-GP's), and every
+   ``d_reg_every`` steps the lazy R1 penalty scaled by the interval;
+2. generator: fresh z, G's loss through the (augmented) discriminator;
+3. the EMA generator moves towards G; ADA's p is updated from sign(D(real)).
+
+Randomness comes only from ``GenerativeModel.normal/uniform`` (seed, step, salt),
+drawn outside the XLA-compiled gradient functions and passed in.
+"""
+from __future__ import annotations
+
+import functools
+
+import keras
+import tensorflow as tf
+
+from models.base import GenerativeModel
+from models.gan.augment import (ADA_NORMALS, ADA_UNIFORMS, DIFFAUGMENT_UNIFORMS, ada_adjust,
+                                ada_augment, diff_augment, parse_policy)
+from models.gan.losses import LOSSES, r1_penalty
+from models.gan.networks import (build_discriminator, build_mapping, build_synthesis,
+                                 noise_shapes, num_ws)
+
+# Salt bases of the step's independent noise streams (each stream uses base + 0..4).
+_STREAM_D_GENERATOR = 10       # z, z2, mixing, per-pixel noise of the D step's fakes
+_STREAM_D_REAL_AUG = 20        # augmentation of the reals
+_STREAM_D_FAKE_AUG = 30        # augmentation of the fakes in the D step
+_STREAM_GP = 40                # interpolation weights of the gradient penalty
+_STREAM_G_GENERATOR = 50       # z, z2, mixing, per-pixel noise of the G step
+_STREAM_G_AUG = 60             # augmentation in the G step
+_EVAL_OFFSET = 500             # evaluation streams: base + 500 (never collide with training)
+_CONST_NOISE_SALT = 90_000     # the sampler's fixed per-pixel noise
+
+
+class GANModel(GenerativeModel):
+    """StyleGAN2 (mapping + synthesis generator, residual discriminator) trained
+    with one objective from ``LOSSES``; samples come from the EMA generator.
+
+    The objective is looked up once, here; the steps call it without knowing its
+    name. Tracked state beyond the networks: the EMA copies of the mapping and
+    synthesis networks, ADA's p and its accumulators (all saved by the trainer's
+    checkpoint), and the two Adam optimisers (``checkpoint_objects``).
+    """
+
+    TRAIN_LOSS_KEY = "g_loss"
+    VAL_LOSS_KEY = "d_loss"
+    #: (train key, val key) panels of loss_curves.png: the thesis's G-vs-D curves,
+    #: D's loss on train vs held-out batches, D's loss on held-out *real* images
+    #: (overfitting), and ADA's p beside its heuristic r_t = E[sign D(real)].
+    LOSS_PAIRS = [("g_loss", "d_loss"), ("d_loss", "val_d_loss"),
+                  ("d_real_loss", "val_d_real_loss"), ("ada_p", "d_real_sign")]
+
+    def __init__(self, config, *, image_shape, global_batch_size, seed=0, **kwargs):
+        super().__init__(config, image_shape=image_shape,
+                         global_batch_size=global_batch_size, seed=seed, **kwargs)
+        if config.loss not in LOSSES:
+            raise ValueError(f"unknown GAN loss {config.loss!r}; known: {', '.join(sorted(LOSSES))}")
+        if self.image_shape[0] != self.image_shape[1]:
+            raise ValueError(f"StyleGAN2 needs square images, got {self.image_shape}")
+        self.loss_fn = LOSSES[config.loss]
+        self.policy = parse_policy(config.diffaugment)
+        self.num_ws = num_ws(self.image_shape[0])
+        self.noise_shapes = noise_shapes(self.image_shape[0])
+        self.r1_active = config.r1_gamma > 0
+
+        self.mapping = build_mapping(config.latent_size, config.w_dim, config.mapping_layers,
+                                     config.mapping_lr_mul, seed=seed * 7 + 1)
+        self.synthesis = build_synthesis(self.image_shape, config, seed=seed * 7 + 2)
+        self.discriminator = build_discriminator(self.image_shape, config, seed=seed * 7 + 3)
+        # The EMA generator (StyleGAN, sec. 4 / Karras et al. 2018): updated inside the
+        # replica step with identical values everywhere, hence "only_first_replica".
+        self.ema_mapping = build_mapping(config.latent_size, config.w_dim, config.mapping_layers,
+                                         config.mapping_lr_mul, seed=seed * 7 + 1,
+                                         aggregation="only_first_replica", name="ema_mapping")
+        self.ema_synthesis = build_synthesis(self.image_shape, config, seed=seed * 7 + 2,
+                                             aggregation="only_first_replica",
+                                             name="ema_synthesis")
+        self.ema_mapping.trainable = False
+        self.ema_synthesis.trainable = False
+        for ema, weight in zip(self.ema_weights, self.generator_weights):
+            ema.assign(weight)
+
+        # ADA's state: p and the running sum of sign(D(real)) since the last update.
+        def state(name):
+            return keras.Variable(0.0, dtype="float32", trainable=False,
+                                  aggregation="only_first_replica", name=name)
+        self.ada_p = state("ada_p")
+        self.ada_sign_sum = state("ada_sign_sum")
+        self.ada_count = state("ada_count")
+
+        jit = config.jit_compile
+        if jit is None:
+            jit = bool(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
+        compile_fn = functools.partial(tf.function, jit_compile=True) if jit else (lambda f: f)
+        self._d_plain = compile_fn(functools.partial(self.discriminator_gradients, with_r1=False))
+        self._d_with_r1 = compile_fn(functools.partial(self.discriminator_gradients, with_r1=True))
+        self._g_grads = compile_fn(self.generator_gradients)
+        self._evaluate = compile_fn(self.evaluation_terms)
+
+    # ------------------------------------------------------------ bookkeeping
+    @property
+    def generator_variables(self):
+        return self.mapping.trainable_variables + self.synthesis.trainable_variables
+
+    @property
+    def generator_weights(self):
+        return self.mapping.weights + self.synthesis.weights
+
+    @property
+    def ema_weights(self):
+        return self.ema_mapping.weights + self.ema_synthesis.weights
+
+    def build_optimizers(self):
+        cfg = self.config
+        self.g_optimizer = keras.optimizers.Adam(cfg.g_learning_rate, beta_1=cfg.beta_1,
+                                                 beta_2=cfg.beta_2, epsilon=cfg.epsilon)
+        # Lazy regularisation (StyleGAN2, sec. 3.1): with R1 every k steps, scale D's
+        # learning rate and betas by c = k / (k + 1) to keep the same effective step.
+        c = cfg.d_reg_every / (cfg.d_reg_every + 1.0) if self.r1_active else 1.0
+        self.d_optimizer = keras.optimizers.Adam(cfg.d_learning_rate * c, beta_1=cfg.beta_1 ** c,
+                                                 beta_2=cfg.beta_2 ** c, epsilon=cfg.epsilon)
+        self.g_optimizer.build(self.generator_variables)
+        self.d_optimizer.build(self.discriminator.trainable_variables)
+
+    def checkpoint_objects(self) -> dict:
+        return {"g_optimizer": self.g_optimizer, "d_optimizer": self.d_optimizer}
+
+    def call(self, images, training=False):
+        return self.discriminator(images, training=training)
+
+    # -------------------------------------------------------------- randomness
+    def generator_inputs(self, batch, stream, evaluation=False):
+        """z, z2 [b, latent], mixing uniforms [b, 2], per-pixel noise [b, sum(H*W)]."""
+        salt = stream + (_EVAL_OFFSET if evaluation else 0)
+        latent = [self.config.latent_size]
+        pixels = sum(h * w for h, w, _ in self.noise_shapes)
+        return {"z": self.normal(batch, latent, salt, evaluation=evaluation),
+                "z2": self.normal(batch, latent, salt + 1, evaluation=evaluation),
+                "mix": self.uniform(batch, [2], salt + 2, evaluation=evaluation),
+                "noise": self.normal(batch, [pixels], salt + 3, evaluation=evaluation)}
+
+    def augment_inputs(self, batch, stream, evaluation=False):
+        """The per-example random numbers the configured augmentations read."""
+        salt = stream + (_EVAL_OFFSET if evaluation else 0)
+        inputs = {}
+        if self.policy:
+            inputs["diff"] = self.uniform(batch, [DIFFAUGMENT_UNIFORMS], salt,
+                                          evaluation=evaluation)
+        if self.config.ada:
+            inputs["ada_u"] = self.uniform(batch, [ADA_UNIFORMS], salt + 1, evaluation=evaluation)
+            inputs["ada_n"] = self.normal(batch, [ADA_NORMALS], salt + 2, evaluation=evaluation)
+        return inputs
+
+    # ----------------------------------------------------------------- forward
+    def mixed_styles(self, mapping, inputs):
+        """ws [b, num_ws, w_dim]: w = mapping(z) everywhere, except that with
+        probability ``style_mixing_prob`` the layers from a random cutoff in
+        [1, num_ws) on read w2 = mapping(z2) (StyleGAN, sec. 3.1 "mixing
+        regularization"; drawn per example)."""
+        w = mapping(inputs["z"])                                           # [b, w_dim]
+        ws = tf.tile(w[:, None, :], [1, self.num_ws, 1])
+        prob = self.config.style_mixing_prob
+        if prob <= 0:
+            return ws
+        w2 = mapping(inputs["z2"])
+        u = inputs["mix"]
+        cutoff = tf.where(u[:, 0] < prob, 1.0 + tf.floor(u[:, 1] * (self.num_ws - 1)),
+                          float(self.num_ws))                              # [b]
+        first = tf.range(self.num_ws, dtype=tf.float32)[None, :] < cutoff[:, None]
+        return tf.where(first[:, :, None], ws, w2[:, None, :])
+
+    def split_noise(self, noise):
+        """[b, sum(H*W)] -> the synthesis network's noise inputs [b, H, W, 1] each."""
+        sizes = [h * w for h, w, _ in self.noise_shapes]
+        return [tf.reshape(n, [-1, *shape])
+                for n, shape in zip(tf.split(noise, sizes, axis=1), self.noise_shapes)]
+
+    def synthesize(self, inputs):
+        """Training generator's images [b, H, W, C] from ``generator_inputs``."""
+        ws = self.mixed_styles(self.mapping, inputs)
+        return self.synthesis([ws, *self.split_noise(inputs["noise"])], training=True)
+
+    def augment(self, images, inputs, p):
+        """DiffAugment and/or ADA, as configured (identity when both are off)."""
+        if self.policy:
+            images = diff_augment(images, self.policy, inputs["diff"])
+        if self.config.ada:
+            images = ada_augment(images, p, inputs["ada_u"], inputs["ada_n"])
+        return images
+
+    def discriminator_terms(self, real, fake, aug_real, aug_fake, eps, p, with_r1=False):
+        """Per-example terms of D's objective [b] each, and D's outputs."""
+        x_real = self.augment(real, aug_real, p)
+        x_fake = self.augment(fake, aug_fake, p)
+        d_real = self.discriminator(x_real, training=True)                 # [b]
+        d_fake = self.discriminator(x_fake, training=True)                 # [b]
+        terms = self.loss_fn(d_real, d_fake)
+        zeros = tf.zeros_like(d_real)
+        penalty = self.loss_fn.penalty
+        terms["gp"] = (zeros if penalty is None
+                       else penalty(self.discriminator, x_real, x_fake, eps, self.config))
+        # Lazy R1 (StyleGAN2, sec. 3.1): every d_reg_every steps, scaled by the interval;
+        # averaged over steps, the logged "r1" is the per-step penalty.
+        terms["r1"] = (r1_penalty(self.discriminator, x_real, self.config.r1_gamma)
+                       * float(self.config.d_reg_every) if with_r1 else zeros)
+        terms["d_loss"] = terms["d_loss"] + terms["gp"]
+        return terms, d_real, d_fake
+
+    def discriminator_gradients(self, real, gen_inputs, aug_real, aug_fake, eps, p, with_r1):
+        """D's gradients, this replica's log shares, and D(real) [b]."""
+        fake = self.synthesize(gen_inputs)
+        with tf.GradientTape() as tape:
+            terms, d_real, d_fake = self.discriminator_terms(real, fake, aug_real, aug_fake, eps,
+                                                             p, with_r1)
+            total = self.replica_mean(terms["d_loss"] + terms["r1"])
+        grads = tape.gradient(total, self.discriminator.trainable_variables)
+        logs = self._discriminator_logs(terms, d_real, d_fake)
+        return grads, logs, d_real
+
+    def _discriminator_logs(self, terms, d_real, d_fake):
+        logs = {k: self.replica_mean(terms[k])
+                for k in ("d_loss", "d_real_loss", "d_fake_loss", "gp", "r1")}
+        logs["d_real"] = self.replica_mean(d_real)
+        logs["d_fake"] = self.replica_mean(d_fake)
+        logs["d_real_sign"] = self.replica_mean(tf.sign(d_real))
+        return logs
+
+    def generator_gradients(self, gen_inputs, aug_inputs, p):
+        """G's gradients and this replica's share of g_loss."""
+        with tf.GradientTape() as tape:
+            fake = self.synthesize(gen_inputs)
+            d_fake = self.discriminator(self.augment(fake, aug_inputs, p), training=True)
+            g_loss = self.replica_mean(self.loss_fn.generator(d_fake))
+        return tape.gradient(g_loss, self.generator_variables), {"g_loss": g_loss}
+
+    def evaluation_terms(self, real, gen_inputs, aug_real, aug_fake, eps, p):
+        fake = self.synthesize(gen_inputs)
+        terms, d_real, d_fake = self.discriminator_terms(real, fake, aug_real, aug_fake, eps, p)
+        logs = self._discriminator_logs(terms, d_real, d_fake)
+        logs["g_loss"] = self.replica_mean(terms["g_loss"])
+        del logs["r1"]
+        return logs
+
+    # ------------------------------------------------------------------- steps
+    @staticmethod
+    def _batch(images):
+        return images.shape[0] if images.shape[0] is not None else tf.shape(images)[0]
+
+    # No Python control flow depends on tensors here (tf.cond is explicit), so the
+    # steps skip AutoGraph's source transformation: it cost ~7 s per trace.
+    @tf.autograph.experimental.do_not_convert
+    def train_step(self, data):
+        real, _ = data
+        self.check_images(real)
+        b = self._batch(real)
+        p = tf.convert_to_tensor(self.ada_p)
+        d_args = (real, self.generator_inputs(b, _STREAM_D_GENERATOR),
+                  self.augment_inputs(b, _STREAM_D_REAL_AUG),
+                  self.augment_inputs(b, _STREAM_D_FAKE_AUG),
+                  self.uniform(b, [], _STREAM_GP), p)
+        if self.r1_active:
+            regularise = tf.equal(self.step_counter % self.config.d_reg_every, 0)
+            d_grads, logs, d_real = tf.cond(regularise, lambda: self._d_with_r1(*d_args),
+                                            lambda: self._d_plain(*d_args))
+        else:
+            d_grads, logs, d_real = self._d_plain(*d_args)
+        self.d_optimizer.apply(d_grads, self.discriminator.trainable_variables)
+
+        g_grads, g_logs = self._g_grads(self.generator_inputs(b, _STREAM_G_GENERATOR),
+                                        self.augment_inputs(b, _STREAM_G_AUG), p)
+        self.g_optimizer.apply(g_grads, self.generator_variables)
+        logs.update(g_logs)
+
+        self.update_ema()
+        if self.config.ada:
+            self.update_ada(d_real)
+        logs["ada_p"] = self.replica_share(self.ada_p)
+        return logs
+
+    @tf.autograph.experimental.do_not_convert
+    def test_step(self, data):
+        real, _ = data
+        self.check_images(real)
+        b = self._batch(real)
+        return self._evaluate(
+            real, self.generator_inputs(b, _STREAM_D_GENERATOR, evaluation=True),
+            self.augment_inputs(b, _STREAM_D_REAL_AUG, evaluation=True),
+            self.augment_inputs(b, _STREAM_D_FAKE_AUG, evaluation=True),
+            self.uniform(b, [], _STREAM_GP, evaluation=True), tf.convert_to_tensor(self.ada_p))
+
+    # ----------------------------------------------------- EMA and ADA updates
+    def ema_beta(self):
+        """beta = 0.5 ** (batch / ema_nimg), ema_nimg = min(ema_kimg * 1000,
+        rampup * images seen) (StyleGAN2-ADA's ``ema_kimg`` / ``ema_rampup``)."""
+        cfg = self.config
+        batch = float(self.global_batch_size)
+        ema_nimg = tf.constant(cfg.ema_kimg * 1000.0)
+        if cfg.ema_rampup > 0:
+            seen = tf.cast(self.step_counter + 1, tf.float32) * batch
+            ema_nimg = tf.minimum(ema_nimg, seen * cfg.ema_rampup)
+        return tf.pow(0.5, batch / tf.maximum(ema_nimg, 1e-8))
+
+    def update_ema(self, beta=None):
+        """ema <- w + beta * (ema - w) for every generator weight."""
+        beta = self.ema_beta() if beta is None else tf.cast(beta, tf.float32)
+        for ema, weight in zip(self.ema_weights, self.generator_weights):
+            w = tf.convert_to_tensor(weight)
+            ema.assign(w + beta * (tf.convert_to_tensor(ema) - w))
+
+    def update_ada(self, d_real):
+        """Accumulate sign(D(real)) over the global batch; every ``ada_interval``
+        steps move p (``augment.ada_adjust``) and reset the accumulators. Every
+        replica computes the same numbers (the signs are all-gathered)."""
+        cfg = self.config
+        sign_sum = self.ada_sign_sum + tf.reduce_sum(self.gather(tf.sign(d_real)))
+        count = self.ada_count + float(self.global_batch_size)
+        update = tf.equal((self.step_counter + 1) % cfg.ada_interval, 0)
+        p = tf.convert_to_tensor(self.ada_p)
+        new_p = ada_adjust(p, sign_sum, count, cfg.ada_target,
+                           float(self.global_batch_size * cfg.ada_interval), cfg.ada_kimg)
+        self.ada_p.assign(tf.where(update, new_p, p))
+        self.ada_sign_sum.assign(tf.where(update, 0.0, sign_sum))
+        self.ada_count.assign(tf.where(update, 0.0, count))
+
+    # ----------------------------------------------------------------- sampler
+    def sample_latents(self, n, seed):
+        """z ~ N(0, I): [n, latent_size]."""
+        return tf.random.stateless_normal([n, self.config.latent_size], [self.seed, seed])
+
+    def const_noise(self, n):
+        """The sampler's fixed per-pixel noise (StyleGAN2-ADA's noise_mode='const')."""
+        return [tf.tile(tf.random.stateless_normal([1, *shape], [self.seed, _CONST_NOISE_SALT + i]),
+                        [n, 1, 1, 1]) for i, shape in enumerate(self.noise_shapes)]
+
+    def generate(self, latents):
+        """Images in [-1, 1] from the EMA generator (no style mixing, fixed noise)."""
+        latents = tf.convert_to_tensor(latents, tf.float32)
+        n = tf.shape(latents)[0]
+        w = self.ema_mapping(latents, training=False)
+        ws = tf.tile(w[:, None, :], [1, self.num_ws, 1])
+        images = self.ema_synthesis([ws, *self.const_noise(n)], training=False)
+        return tf.clip_by_value(images, -1.0, 1.0)
+
+
