@@ -115,7 +115,7 @@ def main(argv=None) -> int:
                  for table, rows in selected for row in rows for seed in range(args.seeds)]
         for _, plan in plans:
             check_builds(plan, train_source.image_shape)
-        score = make_scorer(args, train_source, out_dir)
+        score, network = make_scorer(args, train_source)
     except (DatasetError, SelectorError, UnknownFamilyError, ConfigError, ValueError,
             RuntimeError) as err:
         print(f"run_all.py: error: {err}", file=sys.stderr)
@@ -125,7 +125,7 @@ def main(argv=None) -> int:
         print(f"[run_all] profile {profile.name}, dataset {args.dataset} "
               f"({train_source.num_examples} train / {val_source.num_examples} held-out images, "
               f"{train_source.provenance}), strategy {strategy_name(strategy)} x"
-              f"{strategy.num_replicas_in_sync}")
+              f"{strategy.num_replicas_in_sync}, metrics: {network}")
         print(f"[run_all] writing to {os.path.abspath(out_dir)}; {len(plans)} run(s):")
         for _, plan in plans:
             state = "complete, skipped" if is_complete(plan) else "to run"
@@ -158,15 +158,27 @@ def main(argv=None) -> int:
     return 0
 
 
-def make_scorer(args, train_source, out_dir):
-    """The metric function runs call, or None when metrics are off or not available."""
+def make_scorer(args, train_source):
+    """The metric function every run calls, or None with ``--metrics none``.
+
+    Generated images are compared with the train split, as TTUR does; its
+    statistics are computed once per (dataset, split, network, size) and cached.
+    Raises MetricsError up front (e.g. ``--metrics inception`` offline without weights).
+    """
     if args.metrics == "none":
-        return None
-    try:
-        import experiments.metrics  # noqa: F401  (lands with the metrics issue)
-    except ModuleNotFoundError:
-        return None
-    return None
+        return None, "none"
+    from experiments.metrics import compute_metrics, default_cache_dir, resolve_metric_network
+
+    cache_dir = default_cache_dir()
+    network = resolve_metric_network(args.metrics, inception_weights=args.inception_weights,
+                                     cache_dir=cache_dir)
+
+    def score(fake_batches, n_samples, seed):
+        return compute_metrics(fake_batches, train_source, network=network, n_samples=n_samples,
+                               cache_dir=cache_dir, inception_weights=args.inception_weights,
+                               data_dir=args.data_dir, seed=seed, progress=not args.quiet)
+
+    return score, network
 
 
 def write_tables(out_dir, plans, results, args, profile):

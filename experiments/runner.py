@@ -127,7 +127,7 @@ def execute_run(plan: RunPlan, *, train_source, val_source, strategy, score=None
                 verbose=True) -> dict:
     """Train (or resume) one run and write its reports; returns metrics.json's content.
 
-    score: ``score(fake_batches, n_samples) -> dict`` of metric values, or None.
+    score: ``score(fake_batches, n_samples, seed) -> dict`` of metric values, or None.
     """
     family = get_family(plan.row.family)
     chief = is_chief(strategy)
@@ -184,7 +184,7 @@ def execute_run(plan: RunPlan, *, train_source, val_source, strategy, score=None
         "resumed_from_step": result.resumed_from_step,
     }
     if score is not None:
-        metrics.update(score(uint8_batches(fake), n))
+        metrics.update(score(uint8_batches(fake), n, plan.seed))
     reports.write_json(os.path.join(plan.run_dir, "metrics.json"), metrics)
     return metrics
 

@@ -122,3 +122,28 @@ def test_a_failing_run_does_not_stop_the_others(tmp_path, capsys, monkeypatch):
     assert (tmp_path / "o" / "runs" / "vae-elbo-b8-z128-s0" / "metrics.json").exists()
     with open(tmp_path / "o" / "table_3_1.csv") as f:
         assert [r["latent_size"] for r in csv.DictReader(f)] == ["128"]
+
+
+def test_evaluator_metrics_fill_the_table(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENBENCH_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "out"
+    proc = _run("--profile", "smoke", "--only", "vae/elbo@128", "--dataset", "synthetic",
+                "--out", str(out), "--metrics", "evaluator", "--quiet")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(out / "table_3_1.csv") as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["metric_network"].startswith("evaluator:synthetic:")
+    assert row["n_samples"] == "64"
+    for key in ("fid", "is", "kid", "precision", "recall"):
+        assert np.isfinite(float(row[key])), key
+    assert float(row["fid"]) > 0 and float(row["is"]) >= 1.0
+
+
+def test_inception_metrics_offline_without_weights_is_a_clear_error(tmp_path, capsys,
+                                                                      monkeypatch):
+    monkeypatch.setenv("GENBENCH_CACHE", str(tmp_path / "empty-cache"))
+    code = run_all.main(["--profile", "smoke", "--only", "vae/elbo@128", "--dataset",
+                         "synthetic", "--out", str(tmp_path / "o"), "--metrics", "inception"])
+    err = capsys.readouterr().err
+    assert code == run_all.EXIT_BAD_INPUT
+    assert "--inception-weights" in err and "inception-2015-12-05" in err
