@@ -231,3 +231,49 @@ def test_ada_p_rises_when_the_discriminator_overfits_and_falls_back():
         model.step_counter.assign_add(1)
     assert float(model.ada_p) == 0.0
     assert float(model.ada_count) == 0.0
+
+
+def test_leaky_relu_first_and_second_order_gradients_match_tf():
+    from models.gan.layers import leaky_relu
+    rng = np.random.default_rng(2)
+    w = tf.Variable(rng.normal(size=[6, 5]), dtype=tf.float32)
+    x = tf.constant(rng.normal(size=[4, 6]), tf.float32)
+
+    def penalty_grad(act):       # d/dw ||d/dx sum(act(x w)^2)||^2: a double backprop
+        with tf.GradientTape() as outer:
+            with tf.GradientTape() as inner:
+                inner.watch(x)
+                y = tf.reduce_sum(tf.square(act(x @ w)))
+            g = inner.gradient(y, x)
+            r = tf.reduce_sum(tf.square(g))
+        return g, outer.gradient(r, w)
+
+    ours, ref = penalty_grad(leaky_relu), penalty_grad(lambda t: tf.nn.leaky_relu(t, 0.2))
+    np.testing.assert_allclose(leaky_relu(x @ w).numpy(), tf.nn.leaky_relu(x @ w, 0.2).numpy())
+    for a, b in zip(ours, ref):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_bfloat16_convolutions_stay_close_to_float32():
+    fast, x, ws = _modconv("input_scaling", batch=4, cin=8, size=8)
+    half = ModulatedConv2D(16, 3, 0, conv_dtype="bfloat16", seed=0)
+    half.build([x.shape, ws.shape])
+    fast.build([x.shape, ws.shape])
+    for a, b in zip(half.weights, fast.weights):
+        a.assign(b)
+    y32, y16 = fast([x, ws]).numpy(), half([x, ws]).numpy()
+    assert y16.dtype == np.float32
+    assert np.abs(y16 - y32).max() < 0.05 * np.abs(y32).max()
+
+
+def test_networks_at_64x64_and_num_ws():
+    from models.gan.networks import noise_shapes, num_ws
+    assert num_ws(32) == 8 and num_ws(64) == 10
+    assert noise_shapes(8) == [(4, 4, 1), (8, 8, 1), (8, 8, 1)]
+    cfg = GANConfig(**TINY)
+    model = get_family("gan").build(cfg, (64, 64, 3), 4, seed=0)
+    images = model.generate(model.sample_latents(2, seed=0))
+    assert images.shape == (2, 64, 64, 3)
+    assert model(images).shape == (2,)
+    with pytest.raises(ValueError):
+        get_family("gan").build(cfg, (48, 48, 3), 4)

@@ -142,11 +142,21 @@ def test_precision_recall_of_matching_and_disjoint_sets():
     assert p > 0.9 and r < 0.5
 
 
-def test_precision_recall_k_nearest_radius_excludes_the_point_itself():
+def test_precision_recall_tf_and_numpy_agree():
+    rng = np.random.default_rng(10)
+    real = rng.standard_normal((700, 12))
+    fake = rng.standard_normal((700, 12)) * 1.2 + 0.2
+    fast = precision_recall(real, fake, k=3, row_batch=256, backend="tf")
+    plain = precision_recall(real, fake, k=3, row_batch=256, backend="numpy")
+    assert np.allclose(fast, plain, atol=2.0 / 700)  # float32 rounding may move a borderline point
+
+
+@pytest.mark.parametrize("backend", ["tf", "numpy"])
+def test_precision_recall_k_nearest_radius_excludes_the_point_itself(backend):
     # four points on a line; with k=1 each real point's ball reaches its nearest other point
     real = np.array([[0.0], [1.0], [3.0], [10.0]])
     fake = np.array([[0.5], [5.0], [12.0], [-6.9]])
-    p, _ = precision_recall(real, fake, k=1, row_batch=2)
+    p, _ = precision_recall(real, fake, k=1, row_batch=2, backend=backend)
     # balls: 0 r=1, 1 r=1, 3 r=2, 10 r=7 -> 0.5 in, 5 in (3+2), 12 in (10+7), -6.9 out
     assert p == pytest.approx(0.75)
 

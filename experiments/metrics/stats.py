@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.linalg
+import scipy.linalg.blas
 import scipy.special
 
 from .errors import MetricsError
@@ -17,37 +18,60 @@ from .errors import MetricsError
 class RunningMoments:
     """Mean and covariance of a stream of feature batches, in float64.
 
-    Batches are merged with the pairwise update of Chan, Golub & LeVeque (1979), which
-    avoids the cancellation of the naive sum / sum-of-squares formula.
+    Sums are taken around a fixed shift (the first batch's mean), which keeps the
+    textbook one-pass formula free of cancellation; the sum of outer products is updated
+    in place by BLAS ``dsyrk`` (upper triangle only), so a batch costs no D x D temporaries.
     """
 
     def __init__(self, dim: int):
         self.dim = int(dim)
         self.n = 0
-        self.mean = np.zeros(self.dim, np.float64)
-        self._m2 = np.zeros((self.dim, self.dim), np.float64)  # sum of centred outer products
+        self.shift = None
+        self._sum = np.zeros(self.dim, np.float64)  # sum of (x - shift)
+        self._outer = np.zeros((self.dim, self.dim), np.float64, order="F")  # upper: sum (x-s)(x-s)^T
 
     def update(self, features) -> None:
         x = np.asarray(features, dtype=np.float64).reshape(-1, self.dim)
-        n_b = x.shape[0]
-        if n_b == 0:
+        if x.shape[0] == 0:
             return
-        mean_b = x.mean(axis=0)
-        centred = x - mean_b
-        m2_b = centred.T @ centred
-        n = self.n + n_b
-        delta = mean_b - self.mean
-        self.mean = self.mean + delta * (n_b / n)
-        self._m2 += m2_b + np.outer(delta, delta) * (self.n * n_b / n)
-        self.n = n
+        if self.shift is None:
+            self.shift = x.mean(axis=0)
+        centred = x - self.shift
+        self._sum += centred.sum(axis=0)
+        # centred.T is a Fortran-ordered [D, B] view: dsyrk adds (centred.T)(centred.T)^T
+        out = scipy.linalg.blas.dsyrk(1.0, centred.T, beta=1.0, c=self._outer, overwrite_c=1)
+        if out is not self._outer:  # pragma: no cover - only if BLAS could not work in place
+            self._outer = np.asfortranarray(out)
+        self.n += x.shape[0]
+
+    def _centred_m2(self) -> np.ndarray:
+        upper = np.triu(self._outer)
+        outer = upper + np.triu(upper, 1).T
+        mean_offset = self._sum / self.n
+        return outer - self.n * np.outer(mean_offset, mean_offset)
+
+    @property
+    def mean(self) -> np.ndarray:
+        if self.n == 0:
+            return np.zeros(self.dim, np.float64)
+        return self.shift + self._sum / self.n
 
     def merge(self, other: "RunningMoments") -> None:
+        """Fold in another accumulator (Chan, Golub & LeVeque's pairwise update)."""
         if other.n == 0:
+            return
+        if self.n == 0:
+            self.n, self.shift = other.n, other.shift.copy()
+            self._sum, self._outer = other._sum.copy(), np.asfortranarray(other._outer.copy())
             return
         n = self.n + other.n
         delta = other.mean - self.mean
-        self.mean = self.mean + delta * (other.n / n)
-        self._m2 += other._m2 + np.outer(delta, delta) * (self.n * other.n / n)
+        mean = self.mean + delta * (other.n / n)
+        m2 = self._centred_m2() + other._centred_m2() + np.outer(delta, delta) * (self.n * other.n / n)
+        # back to sums around the kept shift
+        offset = mean - self.shift
+        self._sum = offset * n
+        self._outer = np.asfortranarray(m2 + n * np.outer(offset, offset))
         self.n = n
 
     @property
@@ -55,7 +79,7 @@ class RunningMoments:
         """Unbiased sample covariance (ddof=1), as ``np.cov(features, rowvar=False)``."""
         if self.n < 2:
             raise MetricsError(f"a covariance needs at least 2 samples, got {self.n}")
-        return self._m2 / (self.n - 1)
+        return self._centred_m2() / (self.n - 1)
 
 
 class InceptionScoreAccumulator:
@@ -252,15 +276,65 @@ def _coverage(queries: np.ndarray, support: np.ndarray, radii: np.ndarray, row_b
     return inside / len(queries)
 
 
-def precision_recall(real_features, fake_features, *, k: int = 3, row_batch: int = 1000) -> tuple[float, float]:
-    """(precision, recall); the two sets are cut to the same size first."""
+_PR_TF: dict = {}
+
+
+def _pr_tf(k: int):
+    """TF versions of the k-NN radii and the coverage count (multi-threaded; the compare
+    and reduce fused by XLA), for one row batch at a time."""
+    import tensorflow as tf
+
+    if k not in _PR_TF:
+        def sqdist(a, b):
+            aa = tf.reduce_sum(a * a, axis=1)[:, None]
+            bb = tf.reduce_sum(b * b, axis=1)[None, :]
+            return tf.maximum(aa + bb - 2.0 * tf.matmul(a, b, transpose_b=True), 0.0)
+
+        def radii(rows, support):
+            return -tf.math.top_k(-sqdist(rows, support), k + 1, sorted=True).values[:, k]
+
+        def covered(rows, support, support_radii):
+            inside = tf.reduce_any(sqdist(rows, support) <= support_radii[None, :], axis=1)
+            return tf.reduce_sum(tf.cast(inside, tf.int32))
+
+        _PR_TF[k] = (tf.function(radii, reduce_retracing=True),
+                     tf.function(covered, reduce_retracing=True))
+    return _PR_TF[k]
+
+
+def precision_recall(real_features, fake_features, *, k: int = 3, row_batch: int = 1000,
+                     backend: str = "auto") -> tuple[float, float]:
+    """(precision, recall); the two sets are cut to the same size first.
+
+    Both backends compute the same thing (float32 squared distances, the k-th neighbour
+    after the point itself, ``<=`` the radius).  'numpy' (OpenBLAS) is faster for wide
+    features such as Inception's 2048; 'tf' (multi-threaded elementwise work and top-k) for
+    narrow ones such as the evaluator's 64; 'auto' picks by the feature width.
+    """
     n = min(len(real_features), len(fake_features))
     if n <= k:
         raise MetricsError(f"precision/recall with k={k} needs more than {k} samples per side")
     real = np.asarray(real_features[:n], dtype=np.float32)
     fake = np.asarray(fake_features[:n], dtype=np.float32)
-    real_radii = _knn_radii(real, k, row_batch)
-    fake_radii = _knn_radii(fake, k, row_batch)
-    precision = _coverage(fake, real, real_radii, row_batch)
-    recall = _coverage(real, fake, fake_radii, row_batch)
-    return float(precision), float(recall)
+    if backend == "auto":
+        backend = "tf" if real.shape[1] <= 512 else "numpy"
+    if backend == "numpy":
+        real_radii = _knn_radii(real, k, row_batch)
+        fake_radii = _knn_radii(fake, k, row_batch)
+        return (float(_coverage(fake, real, real_radii, row_batch)),
+                float(_coverage(real, fake, fake_radii, row_batch)))
+    import tensorflow as tf
+
+    radii_fn, covered_fn = _pr_tf(k)
+    real_t, fake_t = tf.constant(real), tf.constant(fake)
+
+    def radii_of(x):
+        return tf.concat([radii_fn(x[i:i + row_batch], x) for i in range(0, n, row_batch)], 0)
+
+    def share(queries, support, support_radii):
+        inside = sum(int(covered_fn(queries[i:i + row_batch], support, support_radii))
+                     for i in range(0, n, row_batch))
+        return inside / n
+
+    real_radii, fake_radii = radii_of(real_t), radii_of(fake_t)
+    return float(share(fake_t, real_t, real_radii)), float(share(real_t, fake_t, fake_radii))

@@ -4,7 +4,9 @@ from __future__ import annotations
 import dataclasses
 import typing
 
-#: Width presets. ``small`` (the defaults) trains on 2 CPU cores; ``full`` is the
+#: Width presets. ``small`` (the defaults: 32 feature maps up to 16x16, 16 at 32x32)
+#: trains a quick-profile run (300 steps of 64 images) in about 2-3 minutes on 2 CPU
+#: cores (``benchmarks/bench_gan.py``); ``full`` is the
 #: StyleGAN2 / StyleGAN2-ADA CIFAR configuration (Karras et al. 2020b, the
 #: ``cifar`` spec of ``train.py``: 512 feature maps at every resolution <= 32,
 #: a 2-layer mapping network, w of dimension 512, minibatch-std groups of 32 and
@@ -51,6 +53,8 @@ class GANConfig:
         between updates of p, and how many thousand images p needs to go 0 -> 1.
     modconv: "input_scaling" (scale activations, one shared convolution: fast) or
         "per_sample_weights" (textbook modulated weights as a grouped conv).
+    conv_dtype: precision of the convolutions' arithmetic, "float32" or "bfloat16"
+        (weights, activations between layers and optimiser state stay float32).
     jit_compile: XLA-compile the gradient computations of the train step; None =
         only where an accelerator (GPU/TPU) is present (on CPU, XLA's convolutions
         are ~3x slower than oneDNN's: see benchmarks/bench_gan.py).
@@ -58,8 +62,8 @@ class GANConfig:
     batch_size: int = 64
     latent_size: int = 128
     loss: str = "wasserstein_gp"
-    channel_base: int = 1024
-    channel_max: int = 64
+    channel_base: int = 512
+    channel_max: int = 32
     w_dim: int = 128
     mapping_layers: int = 2
     mapping_lr_mul: float = 0.01
@@ -82,6 +86,7 @@ class GANConfig:
     ada_interval: int = 4
     ada_kimg: float = 500.0
     modconv: str = "input_scaling"
+    conv_dtype: str = "float32"
     jit_compile: typing.Optional[bool] = None
 
     @classmethod

@@ -7,6 +7,12 @@ and scaled by lr_mul / sqrt(fan_in) at run time, so Adam's step is the same size
 for every layer. All weights take an explicit initialiser seed (a run is a pure
 function of its seed) and an ``aggregation`` (the EMA copy of the generator is
 updated inside the replica step, which needs "only_first_replica").
+
+Activation gains are folded into the weights: StyleGAN2's activation is
+sqrt(2) * lrelu(z), and since lrelu(c z) = c lrelu(z) for c > 0, every layer
+computes lrelu(c * z) with c (the sqrt(2), and the residual 1/sqrt(2) of the
+discriminator) multiplied into its kernel and bias scales: the same function,
+one pass over the activations fewer per layer.
 """
 from __future__ import annotations
 
@@ -21,11 +27,33 @@ LRELU_SLOPE = 0.2
 LRELU_GAIN = math.sqrt(2.0)
 
 
-def lrelu(x):
-    """sqrt(2) * leaky_relu(x, 0.2)."""
-    # max(x, 0.2 x) rather than tf.nn.leaky_relu: grappler's remapper fails on the
-    # LeakyReluGrad that the gradient penalties' double backprop creates.
-    return tf.maximum(x, LRELU_SLOPE * x) * LRELU_GAIN
+@tf.custom_gradient
+def leaky_relu(x):
+    """leaky_relu(x, 0.2) whose gradient reads the *output* (sign(y) = sign(x)).
+
+    TF's own gradient reads the input, which grappler's remapper fuses away into
+    a fused conv + bias + activation; with the double backprop of the gradient
+    penalties it then fails ("fanout ... exist for missing node"). tf.maximum
+    avoids that but its gradient (GreaterEqual + 2 SelectV2) costs ~4 passes.
+    """
+    y = tf.nn.leaky_relu(x, LRELU_SLOPE)
+    # The slope's derivative is 0 almost everywhere: stop_gradient says so, and keeps
+    # a second-order backprop from differentiating the forward LeakyRelu op again.
+    slope_source = tf.stop_gradient(y)
+
+    def grad(dy):
+        return tf.raw_ops.LeakyReluGrad(gradients=dy, features=slope_source, alpha=LRELU_SLOPE)
+    return y, grad
+
+
+def conv2d(x, kernel, dtype="float32"):
+    """'same' stride-1 convolution computed in ``dtype`` ("float32" or "bfloat16";
+    the result is float32 either way, weights stay float32: mixed precision).
+    bfloat16 runs on oneDNN's AMX / AVX512-BF16 kernels, 2-3x faster on CPUs that
+    have them (and the TPU's native matmul precision)."""
+    if dtype == "float32":
+        return tf.nn.conv2d(x, kernel, 1, "SAME")
+    return tf.cast(tf.nn.conv2d(tf.cast(x, dtype), tf.cast(kernel, dtype), 1, "SAME"), tf.float32)
 
 
 def _normal(seed):
@@ -33,13 +61,17 @@ def _normal(seed):
 
 
 class EqualizedDense(keras.layers.Layer):
-    """y = act(x @ (W * lr_mul / sqrt(fan_in)) + b * lr_mul): [b, in] -> [b, units]."""
+    """y = act(scale * (x @ (W * lr_mul / sqrt(fan_in)) + b * lr_mul)): [b, in] -> [b, units].
 
-    def __init__(self, units, *, lr_mul=1.0, bias_init=0.0, activate=True, seed=None,
+    act = sqrt(2) * lrelu when ``activate`` (its gain folded into the scales).
+    """
+
+    def __init__(self, units, *, lr_mul=1.0, bias_init=0.0, activate=True, scale=1.0, seed=None,
                  aggregation="none", **kwargs):
         super().__init__(**kwargs)
         self.units, self.lr_mul, self.bias_init = int(units), float(lr_mul), float(bias_init)
         self.activate, self.seed, self.aggregation = activate, seed, aggregation
+        self.pre_gain = float(scale) * (LRELU_GAIN if activate else 1.0)
 
     def build(self, input_shape):
         fan_in = int(input_shape[-1])
@@ -54,22 +86,27 @@ class EqualizedDense(keras.layers.Layer):
             aggregation=self.aggregation)
 
     def call(self, x):
-        y = tf.matmul(x, self.kernel * self.weight_gain) + self.bias * self.lr_mul
-        return lrelu(y) if self.activate else y
+        y = (tf.matmul(x, self.kernel * (self.weight_gain * self.pre_gain))
+             + self.bias * (self.lr_mul * self.pre_gain))
+        return leaky_relu(y) if self.activate else y
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.units)
 
 
 class EqualizedConv2D(keras.layers.Layer):
-    """Equalised-lr 'same' convolution (+ bias, + lrelu): [b, H, W, in] -> [b, H, W, filters]."""
+    """Equalised-lr 'same' convolution: y = act(scale * (conv(x, W / sqrt(fan_in)) + b)).
 
-    def __init__(self, filters, kernel_size, *, use_bias=True, activate=True, seed=None,
-                 aggregation="none", **kwargs):
+    [b, H, W, in] -> [b, H, W, filters]; act = sqrt(2) * lrelu when ``activate``.
+    """
+
+    def __init__(self, filters, kernel_size, *, use_bias=True, activate=True, scale=1.0,
+                 seed=None, aggregation="none", conv_dtype="float32", **kwargs):
         super().__init__(**kwargs)
-        self.filters, self.kernel_size = int(filters), int(kernel_size)
+        self.filters, self.kernel_size, self.conv_dtype = int(filters), int(kernel_size), conv_dtype
         self.use_bias, self.activate, self.seed, self.aggregation = (
             use_bias, activate, seed, aggregation)
+        self.pre_gain = float(scale) * (LRELU_GAIN if activate else 1.0)
 
     def build(self, input_shape):
         fan_in = self.kernel_size ** 2 * int(input_shape[-1])
@@ -82,10 +119,10 @@ class EqualizedConv2D(keras.layers.Layer):
                                      aggregation=self.aggregation) if self.use_bias else None)
 
     def call(self, x):
-        y = tf.nn.conv2d(x, self.kernel * self.weight_gain, 1, "SAME")
+        y = conv2d(x, self.kernel * (self.weight_gain * self.pre_gain), self.conv_dtype)
         if self.bias is not None:
-            y = y + self.bias
-        return lrelu(y) if self.activate else y
+            y = y + self.bias * self.pre_gain
+        return leaky_relu(y) if self.activate else y
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.filters)
@@ -113,7 +150,8 @@ class ModulatedConv2D(keras.layers.Layer):
 
     Inputs: x [b, H, W, in] and the style vectors ws [b, num_ws, w_dim]; this
     layer reads ws[:, w_index]. Output [b, H', W', filters] (H' = 2H with
-    ``up``). No bias, noise or activation (see :class:`NoiseBiasActivation`).
+    ``up``), times ``output_gain`` (the folded activation gain of the
+    :class:`NoiseBiasActivation` that follows). No bias, noise or activation.
 
     eq. 1 (modulation):   w'_ijk = s_i * w_ijk,  s = affine(w) (bias init 1)
     eq. 3 (demodulation): w''_ijk = w'_ijk / sqrt(sum_{i,k} w'_ijk^2 + eps)
@@ -129,13 +167,15 @@ class ModulatedConv2D(keras.layers.Layer):
     MODES = ("input_scaling", "per_sample_weights")
 
     def __init__(self, filters, kernel_size, w_index, *, demodulate=True, up=False,
-                 mode="input_scaling", seed=None, aggregation="none", **kwargs):
+                 output_gain=1.0, mode="input_scaling", seed=None, aggregation="none",
+                 conv_dtype="float32", **kwargs):
         super().__init__(**kwargs)
         if mode not in self.MODES:
             raise ValueError(f"unknown modconv mode {mode!r}; known: {self.MODES}")
         self.filters, self.kernel_size, self.w_index = int(filters), int(kernel_size), int(w_index)
         self.demodulate, self.up, self.mode = demodulate, up, mode
-        self.seed, self.aggregation = seed, aggregation
+        self.output_gain = float(output_gain)
+        self.seed, self.aggregation, self.conv_dtype = seed, aggregation, conv_dtype
 
     def build(self, input_shapes):
         x_shape, ws_shape = input_shapes
@@ -167,12 +207,12 @@ class ModulatedConv2D(keras.layers.Layer):
         x = x * styles[:, None, None, :]                 # modulate the inputs (eq. 1)
         if self.up:
             x = upsample(x)
-        y = tf.nn.conv2d(x, weight, 1, "SAME")           # [b, H, W, out]
-        if self.demodulate:
-            # sigma_j = sqrt(sum_{i,k} (s_i w_ijk)^2) = sqrt(s^2 @ sum_k w^2)   (eq. 2)
-            sigma2 = tf.matmul(tf.square(styles), tf.reduce_sum(tf.square(weight), [0, 1]))
-            y = y * tf.math.rsqrt(sigma2 + 1e-8)[:, None, None, :]
-        return y
+        if not self.demodulate:
+            return conv2d(x, weight * self.output_gain, self.conv_dtype)
+        y = conv2d(x, weight, self.conv_dtype)           # [b, H, W, out]
+        # sigma_j = sqrt(sum_{i,k} (s_i w_ijk)^2) = sqrt(s^2 @ sum_k w^2)   (eq. 2)
+        sigma2 = tf.matmul(tf.square(styles), tf.reduce_sum(tf.square(weight), [0, 1]))
+        return y * (self.output_gain * tf.math.rsqrt(sigma2 + 1e-8))[:, None, None, :]
 
     def _per_sample_weights(self, x, styles, weight):
         batch = tf.shape(x)[0]
@@ -180,13 +220,14 @@ class ModulatedConv2D(keras.layers.Layer):
         w = weight[None] * styles[:, None, None, :, None]          # [b, k, k, in, out]
         if self.demodulate:
             w = w * tf.math.rsqrt(tf.reduce_sum(tf.square(w), [1, 2, 3], keepdims=True) + 1e-8)
+        w = w * self.output_gain
         if self.up:
             x = upsample(x)
         height, width = x.shape[1], x.shape[2]
         # Batch into channels: one grouped convolution, group g = example g.
         x = tf.reshape(tf.transpose(x, [1, 2, 0, 3]), [1, height, width, -1])  # [1, H, W, b*in]
         w = tf.reshape(tf.transpose(w, [1, 2, 3, 0, 4]), [k, k, cin, -1])      # [k, k, in, b*out]
-        y = tf.nn.conv2d(x, w, 1, "SAME")                                      # [1, H, W, b*out]
+        y = conv2d(x, w, self.conv_dtype)                                      # [1, H, W, b*out]
         y = tf.reshape(y, [height, width, batch, cout])
         return tf.transpose(y, [2, 0, 1, 3])
 
@@ -198,15 +239,18 @@ class ModulatedConv2D(keras.layers.Layer):
 
 
 class NoiseBiasActivation(keras.layers.Layer):
-    """x + strength * noise + bias, then lrelu (StyleGAN2 fig. 2d, "B" and "b").
+    """x + strength * noise + bias, then sqrt(2) * lrelu (StyleGAN2 fig. 2d, "B", "b").
 
     Inputs: x [b, H, W, C], noise [b, H, W, 1] (per-pixel, shared over channels);
-    ``strength`` is learned per layer and starts at 0.
+    ``strength`` is learned per layer and starts at 0. With ``activate`` the
+    activation gain is folded in: the preceding modulated conv already scaled x
+    by ``gain`` (its ``output_gain``) and here strength and bias are scaled by it.
     """
 
     def __init__(self, *, use_noise=True, activate=True, aggregation="none", **kwargs):
         super().__init__(**kwargs)
         self.use_noise, self.activate, self.aggregation = use_noise, activate, aggregation
+        self.gain = LRELU_GAIN if activate else 1.0
 
     def build(self, input_shapes):
         x_shape = input_shapes[0] if self.use_noise else input_shapes
@@ -219,11 +263,11 @@ class NoiseBiasActivation(keras.layers.Layer):
     def call(self, inputs):
         if self.use_noise:
             x, noise = inputs
-            x = x + self.strength * noise
+            x = x + (self.strength * self.gain) * noise
         else:
             x = inputs
-        x = x + self.bias
-        return lrelu(x) if self.activate else x
+        x = x + self.bias * self.gain
+        return leaky_relu(x) if self.activate else x
 
     def compute_output_shape(self, input_shapes):
         return input_shapes[0] if self.use_noise else input_shapes

@@ -43,7 +43,8 @@ class GANLoss:
 def input_gradients(critic, x):
     """d critic(x) / dx for each example: [b, H, W, C] (recorded by any outer tape,
     so the penalties below can themselves be differentiated)."""
-    with tf.GradientTape() as tape:
+    # Watch x only: the critic's weight gradients are not needed here.
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
         tape.watch(x)
         total = tf.reduce_sum(critic(x))
     return tape.gradient(total, x)

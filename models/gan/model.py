@@ -61,6 +61,8 @@ class GANModel(GenerativeModel):
             raise ValueError(f"unknown GAN loss {config.loss!r}; known: {', '.join(sorted(LOSSES))}")
         if self.image_shape[0] != self.image_shape[1]:
             raise ValueError(f"StyleGAN2 needs square images, got {self.image_shape}")
+        if config.conv_dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"conv_dtype must be 'float32' or 'bfloat16', got {config.conv_dtype!r}")
         self.loss_fn = LOSSES[config.loss]
         self.policy = parse_policy(config.diffaugment)
         self.num_ws = num_ws(self.image_shape[0])
@@ -213,11 +215,13 @@ class GANModel(GenerativeModel):
     def discriminator_gradients(self, real, gen_inputs, aug_real, aug_fake, eps, p, with_r1):
         """D's gradients, this replica's log shares, and D(real) [b]."""
         fake = self.synthesize(gen_inputs)
-        with tf.GradientTape() as tape:
+        d_vars = self.discriminator.trainable_variables
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch([v.value for v in d_vars])
             terms, d_real, d_fake = self.discriminator_terms(real, fake, aug_real, aug_fake, eps,
                                                              p, with_r1)
             total = self.replica_mean(terms["d_loss"] + terms["r1"])
-        grads = tape.gradient(total, self.discriminator.trainable_variables)
+        grads = tape.gradient(total, d_vars)
         logs = self._discriminator_logs(terms, d_real, d_fake)
         return grads, logs, d_real
 
@@ -231,11 +235,14 @@ class GANModel(GenerativeModel):
 
     def generator_gradients(self, gen_inputs, aug_inputs, p):
         """G's gradients and this replica's share of g_loss."""
-        with tf.GradientTape() as tape:
+        # Watch G's variables only, so D's weight gradients are never built.
+        g_vars = self.generator_variables
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch([v.value for v in g_vars])
             fake = self.synthesize(gen_inputs)
             d_fake = self.discriminator(self.augment(fake, aug_inputs, p), training=True)
             g_loss = self.replica_mean(self.loss_fn.generator(d_fake))
-        return tape.gradient(g_loss, self.generator_variables), {"g_loss": g_loss}
+        return tape.gradient(g_loss, g_vars), {"g_loss": g_loss}
 
     def evaluation_terms(self, real, gen_inputs, aug_real, aug_fake, eps, p):
         fake = self.synthesize(gen_inputs)

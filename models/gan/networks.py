@@ -13,8 +13,9 @@ import math
 import keras
 import tensorflow as tf
 
-from models.gan.layers import (ConstantInput, EqualizedConv2D, EqualizedDense, MinibatchStdDev,
-                               ModulatedConv2D, NoiseBiasActivation, downsample, upsample)
+from models.gan.layers import (LRELU_GAIN, ConstantInput, EqualizedConv2D, EqualizedDense,
+                               MinibatchStdDev, ModulatedConv2D, NoiseBiasActivation, downsample,
+                               upsample)
 
 
 def _resolutions(image_size: int) -> list[int]:
@@ -70,20 +71,22 @@ def build_synthesis(image_shape, config, *, seed: int = 0, aggregation: str = "n
     resolutions = _resolutions(size)
     n_ws = num_ws(size)
     seeds = itertools.count(seed * 1000)
-    mode = config.modconv
     ws_in = keras.Input((n_ws, config.w_dim), name="ws")
     noise_in = [keras.Input(shape, name=f"noise{i}") for i, shape in enumerate(noise_shapes(size))]
     noises = iter(noise_in)
     kw = dict(aggregation=aggregation)
+    conv_kw = dict(mode=config.modconv, conv_dtype=config.conv_dtype, **kw)
 
     def styled_conv(h, filters, w_index, up, tag):
-        h = ModulatedConv2D(filters, 3, w_index, up=up, mode=mode, seed=next(seeds),
-                            name=f"{tag}_conv", **kw)([h, ws_in])
+        # The activation's sqrt(2) gain is applied by the conv (output_gain) and to the
+        # noise strength and bias (NoiseBiasActivation): see layers.py.
+        h = ModulatedConv2D(filters, 3, w_index, up=up, output_gain=LRELU_GAIN, seed=next(seeds),
+                            name=f"{tag}_conv", **conv_kw)([h, ws_in])
         return NoiseBiasActivation(name=f"{tag}_act", **kw)([h, next(noises)])
 
     def to_rgb(h, w_index, tag):
-        y = ModulatedConv2D(channels, 1, w_index, demodulate=False, mode=mode, seed=next(seeds),
-                            name=f"{tag}_torgb", **kw)([h, ws_in])
+        y = ModulatedConv2D(channels, 1, w_index, demodulate=False, seed=next(seeds),
+                            name=f"{tag}_torgb", **conv_kw)([h, ws_in])
         return NoiseBiasActivation(use_noise=False, activate=False, name=f"{tag}_rgb_bias",
                                    **kw)(y)
 
@@ -111,19 +114,21 @@ def build_discriminator(image_shape, config, *, seed: int = 0,
     resolutions = _resolutions(size)[::-1]           # [size, ..., 8, 4]
     seeds = itertools.count(seed * 1000 + 500)
     ch = config.channels
+    dt = config.conv_dtype
     x_in = keras.Input(tuple(image_shape), name="images")
-    h = EqualizedConv2D(ch(size), 1, seed=next(seeds), name="fromrgb")(x_in)
+    h = EqualizedConv2D(ch(size), 1, seed=next(seeds), conv_dtype=dt, name="fromrgb")(x_in)
+    residual = 1.0 / math.sqrt(2.0)   # (main + skip) / sqrt(2), folded into both branches
     for res in resolutions[:-1]:
-        skip = EqualizedConv2D(ch(res // 2), 1, use_bias=False, activate=False, seed=next(seeds),
-                               name=f"b{res}_skip")(keras.layers.Lambda(
-                                   downsample, name=f"b{res}_skip_pool")(h))
-        h = EqualizedConv2D(ch(res), 3, seed=next(seeds), name=f"b{res}_conv0")(h)
+        skip = EqualizedConv2D(ch(res // 2), 1, use_bias=False, activate=False, scale=residual,
+                               seed=next(seeds), conv_dtype=dt, name=f"b{res}_skip")(
+            keras.layers.Lambda(downsample, name=f"b{res}_skip_pool")(h))
+        h = EqualizedConv2D(ch(res), 3, seed=next(seeds), conv_dtype=dt, name=f"b{res}_conv0")(h)
         h = keras.layers.Lambda(downsample, name=f"b{res}_pool")(h)
-        h = EqualizedConv2D(ch(res // 2), 3, seed=next(seeds), name=f"b{res}_conv1")(h)
-        h = keras.layers.Lambda(lambda ab: (ab[0] + ab[1]) * (1.0 / math.sqrt(2.0)),
-                                name=f"b{res}_residual")([h, skip])
+        h = EqualizedConv2D(ch(res // 2), 3, scale=residual, seed=next(seeds), conv_dtype=dt,
+                            name=f"b{res}_conv1")(h)
+        h = keras.layers.Add(name=f"b{res}_residual")([h, skip])
     h = MinibatchStdDev(config.mbstd_group, config.mbstd_channels, name="mbstd")(h)
-    h = EqualizedConv2D(ch(4), 3, seed=next(seeds), name="b4_conv")(h)
+    h = EqualizedConv2D(ch(4), 3, seed=next(seeds), conv_dtype=dt, name="b4_conv")(h)
     h = keras.layers.Flatten(name="flatten")(h)
     h = EqualizedDense(ch(4), seed=next(seeds), name="b4_fc")(h)
     logits = EqualizedDense(1, activate=False, seed=next(seeds), name="out")(h)
