@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 import typing
 
+from models.gan.config import WIDTH_PRESETS as GAN_WIDTHS
+
 
 @dataclasses.dataclass(frozen=True)
 class Profile:
@@ -44,18 +46,19 @@ PROFILES = {
         name="smoke", epochs=2, steps_per_epoch=2, val_batches=1, train_limit=64, val_limit=32,
         max_batch_size=8, n_samples=64, checkpoint_every=1, sample_every=1,
         family_overrides={"vae": {"widths": (8, 16)},
-                          "gan": {}}),
+                          "gan": dict(GAN_WIDTHS["small"])}),
     "quick": Profile(
         name="quick", epochs=5, steps_per_epoch=60, val_batches=8, train_limit=None,
         val_limit=2048, max_batch_size=128, n_samples=2000, checkpoint_every=20, sample_every=1,
         family_overrides={"vae": {"widths": (32, 64, 128)},
-                          "gan": {}}),
+                          "gan": dict(GAN_WIDTHS["small"])}),
     "paper": Profile(
         name="paper", epochs=100, steps_per_epoch=None, val_batches=None, train_limit=None,
         val_limit=None, max_batch_size=None, n_samples=10000, checkpoint_every=500,
         sample_every=5,
         family_overrides={"vae": {"widths": (64, 128, 256)},
-                          "gan": {}}),
+                          # StyleGAN2-ADA's CIFAR widths (about 20M parameters each in G and D)
+                          "gan": dict(GAN_WIDTHS["full"])}),
 }
 
 

@@ -25,8 +25,11 @@ NOTE = (
     "Thesis values are copied from thesis 004 as printed. Its FIDs (989-1899) and IS = 1.00 in "
     "every row come from broken metric code (pool-3 FIDs of 32x32 data lie between ~3 for real "
     "images and ~300-450 for noise; IS = 1 means constant classifier output), so they cannot be "
-    "compared with ours; its losses are per-pixel means, ours are the objectives as cited in "
-    "the code (see each run's history.csv for the per-pixel 'mse').")
+    "compared with ours. Loss columns: as in the thesis, a GAN's train loss is its generator's "
+    "loss and its val loss its discriminator's; a VAE's losses are the objectives of the papers "
+    "cited in the code (per-example sums), while the thesis printed per-pixel means (each run's "
+    "history.csv also has the per-pixel 'mse'). Evaluator metrics (metric network "
+    "'evaluator:...') compare runs of this suite only, not published Inception FIDs.")
 
 
 def _mean_std(values):

@@ -153,13 +153,15 @@ class Trainer:
     def _step_functions(self, model):
         strategy = self.strategy
 
-        @tf.function
+        # autograph=False: the steps are plain TensorFlow (tf.cond where they branch),
+        # and AutoGraph's source rewriting costs seconds per trace.
+        @tf.function(autograph=False)
         def train_fn(iterator):
             logs = _reduce_logs(strategy, strategy.run(model.train_step, args=(next(iterator),)))
             model.step_counter.assign_add(1)
             return logs
 
-        @tf.function
+        @tf.function(autograph=False)
         def test_fn(batch):
             logs = _reduce_logs(strategy, strategy.run(model.test_step, args=(batch,)))
             model.eval_counter.assign_add(1)
