@@ -13,8 +13,6 @@ under a strategy) gives the same update as one device on the whole batch.
 """
 from __future__ import annotations
 
-import dataclasses
-
 import keras
 import tensorflow as tf
 
@@ -137,8 +135,3 @@ class GenerativeModel(keras.Model):
                 f"images of shape {got} do not match the model's {self.image_shape}; "
                 f"open the dataset with image_size={self.image_shape[0]} and "
                 f"channels={self.image_shape[2]}")
-
-
-def config_dict(config) -> dict:
-    """A family config as a JSON-friendly dict."""
-    return dataclasses.asdict(config)
