@@ -100,19 +100,14 @@ def write_png(path, array_uint8: np.ndarray, scale: int = 1):
         image.save(tmp, format="PNG")
 
 
-def write_samples_figure(path, generated, real, columns: int = 8, title: str = ""):
-    """Generated grid beside a grid of real images (the thesis's appendix figures)."""
+def _pyplot():
     import matplotlib
-    matplotlib.use("Agg")
+    matplotlib.use("Agg")  # files only: no display on servers and CI
     import matplotlib.pyplot as plt
+    return plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 5.4))
-    for ax, images, name in ((axes[0], generated, "generated"), (axes[1], real, "real")):
-        grid = image_grid(to_uint8(images), columns)
-        ax.imshow(grid[..., 0] if grid.shape[-1] == 1 else grid,
-                  cmap="gray" if grid.shape[-1] == 1 else None, interpolation="nearest")
-        ax.set_title(name)
-        ax.axis("off")
+
+def _save_figure(plt, fig, path, title):
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -121,11 +116,23 @@ def write_samples_figure(path, generated, real, columns: int = 8, title: str = "
     plt.close(fig)
 
 
+def write_samples_figure(path, generated, real, columns: int = 8, title: str = ""):
+    """Generated grid beside a grid of real images (the thesis's appendix figures)."""
+    plt = _pyplot()
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 5.4))
+    for ax, images, name in ((axes[0], generated, "generated"), (axes[1], real, "real")):
+        grid = image_grid(to_uint8(images), columns)
+        ax.imshow(grid[..., 0] if grid.shape[-1] == 1 else grid,
+                  cmap="gray" if grid.shape[-1] == 1 else None, interpolation="nearest")
+        ax.set_title(name)
+        ax.axis("off")
+    _save_figure(plt, fig, path, title)
+
+
 def write_loss_curves(path, history: list[dict], pairs: list[tuple[str, str]], title: str = ""):
     """One panel per (train key, validation key) pair, against the epoch."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     fig, axes = plt.subplots(1, len(pairs), figsize=(5 * len(pairs), 3.6), squeeze=False)
     epochs = [int(row["epoch"]) for row in history]
@@ -139,12 +146,7 @@ def write_loss_curves(path, history: list[dict], pairs: list[tuple[str, str]], t
         ax.set_title(f"{train_key} / {val_key}")
         ax.legend()
         ax.grid(alpha=0.3)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    _save_figure(plt, fig, path, title)
 
 
 def _float(value):

@@ -59,11 +59,11 @@ class GenerativeModel(keras.Model):
 
     def sample_latents(self, n: int, seed: int) -> tf.Tensor:
         """The random input of the sampler for ``n`` images, deterministic in ``seed``."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must define sample_latents()")
 
     def generate(self, latents) -> tf.Tensor:
         """Images in [-1, 1], shape [n, H, W, C], from ``sample_latents`` output."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must define generate()")
 
     def sample(self, n: int, seed: int, batch_size: int = 256):
         """Yield generated image batches (float32 [b, H, W, C] in [-1, 1]) totalling ``n``."""
