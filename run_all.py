@@ -26,7 +26,7 @@ EXIT_RUN_FAILED = 1
 
 def parse_args(argv=None):
     from experiments.profiles import PROFILES
-    from experiments.strategy import STRATEGIES
+    from training.strategy import STRATEGIES
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default="paper", choices=sorted(PROFILES),
@@ -93,10 +93,11 @@ def held_out_split(dataset: str) -> str:
 def main(argv=None) -> int:
     args = parse_args(argv)
     from data import DatasetError, open_dataset
-    from experiments.config import ConfigError
+    from training.config import ConfigError
     from experiments.profiles import get_profile
-    from experiments.runner import check_builds, execute_run, is_complete, plan_run
-    from experiments.strategy import choose_strategy, is_chief, strategy_name
+    from experiments.runner import (check_builds, check_shared_stages, execute_run,
+                                    is_complete, plan_run)
+    from training.strategy import choose_strategy, is_chief, strategy_name
     from experiments.tables import SelectorError
     from models import UnknownFamilyError
 
@@ -115,6 +116,7 @@ def main(argv=None) -> int:
                  for table, rows in selected for row in rows for seed in range(args.seeds)]
         for _, plan in plans:
             check_builds(plan, train_source.image_shape)
+        check_shared_stages([plan for _, plan in plans])
         score, network = make_scorer(args, train_source)
     except (DatasetError, SelectorError, UnknownFamilyError, ConfigError, ValueError,
             RuntimeError) as err:
@@ -127,13 +129,19 @@ def main(argv=None) -> int:
               f"{train_source.provenance}), strategy {strategy_name(strategy)} x"
               f"{strategy.num_replicas_in_sync}, metrics: {network}")
         print(f"[run_all] writing to {os.path.abspath(out_dir)}; {len(plans)} run(s):")
+        listed = set()
         for _, plan in plans:
+            for stage in plan.stages:
+                if stage.run_dir not in listed:
+                    listed.add(stage.run_dir)
+                    state = "complete, reused" if is_complete(stage) else "to run"
+                    print(f"  {stage.name:<40s} {stage.stage} stage, shared  ({state})")
             state = "complete, skipped" if is_complete(plan) else "to run"
             print(f"  {plan.name:<40s} {plan.row.table}  ({state})")
     results, failures = {}, []
     for index, (table, plan) in enumerate(plans, 1):
         if is_complete(plan):
-            from experiments.reports import read_json
+            from training.artifacts import read_json
             results[plan.name] = read_json(os.path.join(plan.run_dir, "metrics.json"))
             continue
         if chief:
@@ -167,7 +175,7 @@ def make_scorer(args, train_source):
     """
     if args.metrics == "none":
         return None, "none"
-    from experiments.metrics import compute_metrics, default_cache_dir, resolve_metric_network
+    from metrics import compute_metrics, default_cache_dir, resolve_metric_network
 
     cache_dir = default_cache_dir()
     network = resolve_metric_network(args.metrics, inception_weights=args.inception_weights,

@@ -97,7 +97,7 @@ def build_step(family, overrides, size, batch):
     strategy = tf.distribute.get_strategy()
 
     @tf.function
-    def step(images, labels):            # what experiments.trainer's train_fn runs
+    def step(images, labels):            # what training.trainer's train_fn runs
         logs = strategy.run(model.train_step, args=((images, labels),))
         model.step_counter.assign_add(1)
         return logs["g_loss"]

@@ -25,10 +25,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from experiments import metrics  # noqa: E402
-from experiments.metrics import inception, weights  # noqa: E402
-from experiments.metrics.evaluator import build_evaluator, evaluator_network  # noqa: E402
-from experiments.metrics.features import FeatureRunner, FeatureStats, FirstN, collect  # noqa: E402
+import metrics  # noqa: E402
+from metrics import inception, weights  # noqa: E402
+from metrics.evaluator import build_evaluator, evaluator_network  # noqa: E402
+from metrics.features import FeatureRunner, FeatureStats, FirstN, collect  # noqa: E402
 
 
 def _interleaved(candidates: dict, reps: int) -> dict:

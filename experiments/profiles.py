@@ -8,8 +8,6 @@ from __future__ import annotations
 import dataclasses
 import typing
 
-from models.gan.config import WIDTH_PRESETS as GAN_WIDTHS
-
 
 @dataclasses.dataclass(frozen=True)
 class Profile:
@@ -18,7 +16,12 @@ class Profile:
     train_limit: first N train images used (None = all).
     max_batch_size: cap on the thesis's batch size (None = the thesis's).
     n_samples: generated images saved to samples.npz and scored by the metrics.
-    family_overrides: family -> config overrides (e.g. narrower networks).
+    epochs, steps_per_epoch, ...: the default training length of every stage.
+
+    Family widths and other per-profile settings (including a family's own
+    training length where its recipe needs one) live beside each family, in
+    ``models/<family>/config.py`` as ``PRESETS[profile name]``, so this module
+    knows no family.
     """
     name: str
     epochs: int
@@ -30,7 +33,6 @@ class Profile:
     n_samples: int
     checkpoint_every: int
     sample_every: int
-    family_overrides: dict
 
     def batch_size(self, thesis_batch: int) -> int:
         return thesis_batch if self.max_batch_size is None else min(thesis_batch, self.max_batch_size)
@@ -44,21 +46,14 @@ class Profile:
 PROFILES = {
     "smoke": Profile(
         name="smoke", epochs=2, steps_per_epoch=2, val_batches=1, train_limit=64, val_limit=32,
-        max_batch_size=8, n_samples=64, checkpoint_every=1, sample_every=1,
-        family_overrides={"vae": {"widths": (8, 16)},
-                          "gan": dict(GAN_WIDTHS["small"])}),
+        max_batch_size=8, n_samples=64, checkpoint_every=1, sample_every=1),
     "quick": Profile(
         name="quick", epochs=5, steps_per_epoch=60, val_batches=8, train_limit=None,
-        val_limit=2048, max_batch_size=128, n_samples=2000, checkpoint_every=20, sample_every=1,
-        family_overrides={"vae": {"widths": (32, 64, 128)},
-                          "gan": dict(GAN_WIDTHS["small"])}),
+        val_limit=2048, max_batch_size=128, n_samples=2000, checkpoint_every=20, sample_every=1),
     "paper": Profile(
         name="paper", epochs=100, steps_per_epoch=None, val_batches=None, train_limit=None,
         val_limit=None, max_batch_size=None, n_samples=10000, checkpoint_every=500,
-        sample_every=5,
-        family_overrides={"vae": {"widths": (64, 128, 256)},
-                          # StyleGAN2-ADA's CIFAR widths (about 20M parameters each in G and D)
-                          "gan": dict(GAN_WIDTHS["full"])}),
+        sample_every=5),
 }
 
 

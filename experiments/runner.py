@@ -4,6 +4,13 @@ A run folder ``OUT/runs/<family>-<loss>-b<batch>-z<latent>-s<seed>/`` holds
 config.json (written first), the trainer's files (checkpoints/, history.csv,
 loss_curves.png, samples/, tensorboard/), then samples.png, samples.npz and,
 last, metrics.json: a run is complete exactly when metrics.json exists.
+
+Families with several stages (diffusion: autoencoder, then denoiser) train their
+earlier stages first, each in its own folder
+``OUT/runs/<family>-<stage>-z<latent>-s<seed>/`` shared by every loss row that
+agrees on the stage's fields (the six diffusion rows train two autoencoders);
+the row's own folder then holds the final stage, built on the restored, frozen
+earlier stages (``training.checkpoints.load_run``).
 """
 from __future__ import annotations
 
@@ -16,13 +23,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from experiments import reports
-from experiments.config import ConfigError, TrainConfig, from_dict, to_jsonable
 from experiments.profiles import Profile
-from experiments.strategy import is_chief, strategy_name
 from experiments.tables import Row
-from experiments.trainer import Trainer
 from models import get_family
+from training import artifacts
+from training.config import ConfigError, TrainConfig, from_dict, to_jsonable
+from training.strategy import is_chief, strategy_name
+from training.trainer import Trainer
 
 
 class RunError(RuntimeError):
@@ -30,8 +37,43 @@ class RunError(RuntimeError):
 
 
 @dataclasses.dataclass
+class StagePlan:
+    """A first stage of a family (e.g. the diffusion autoencoder), shared by the rows
+    that agree on its fields; ``identity`` is what must match to reuse or resume it."""
+    family: str
+    stage: str
+    family_config: object
+    train_config: TrainConfig
+    batch_size: int
+    profile: str
+    dataset: str
+    image_size: int
+    seed: int
+    run_dir: str
+    inputs: dict  # earlier stage name -> its StagePlan
+
+    @property
+    def name(self) -> str:
+        return os.path.basename(self.run_dir)
+
+    def identity(self) -> dict:
+        stage = _stage(self.family, self.stage)
+        return to_jsonable({"family": self.family, "stage": self.stage,
+                            "fields": {f: getattr(self.family_config, f)
+                                       for f in stage.shared_fields},
+                            "batch_size": self.batch_size, "train_config": self.train_config,
+                            "profile": self.profile, "dataset": self.dataset,
+                            "image_size": self.image_size, "seed": self.seed,
+                            "inputs": {k: v.identity() for k, v in self.inputs.items()}})
+
+
+@dataclasses.dataclass
 class RunPlan:
-    """Everything that defines one run; ``identity`` is what must match to resume it."""
+    """Everything that defines one run; ``identity`` is what must match to resume it.
+
+    stages: the family's earlier stages this run needs, in order (empty for
+    one-stage families); they run first and are shared with other rows.
+    """
     row: Row
     seed: int
     family_config: object
@@ -41,21 +83,42 @@ class RunPlan:
     image_size: int
     n_samples: int
     run_dir: str
+    stages: list = dataclasses.field(default_factory=list)
 
     @property
     def name(self) -> str:
         return os.path.basename(self.run_dir)
 
+    @property
+    def inputs(self) -> dict:
+        return {s.stage: s for s in self.stages}
+
     def identity(self) -> dict:
-        return to_jsonable({"family": self.row.family, "loss": self.row.loss,
-                            "family_config": self.family_config,
-                            "train_config": self.train_config, "profile": self.profile,
-                            "dataset": self.dataset, "image_size": self.image_size,
-                            "seed": self.seed})
+        identity = {"family": self.row.family, "loss": self.row.loss,
+                    "family_config": self.family_config,
+                    "train_config": self.train_config, "profile": self.profile,
+                    "dataset": self.dataset, "image_size": self.image_size,
+                    "seed": self.seed}
+        if self.stages:  # one-stage families keep the identity they always had
+            identity["inputs"] = {s.stage: s.identity() for s in self.stages}
+        return to_jsonable(identity)
+
+
+def _stage(family_name, stage_name):
+    return next(s for s in get_family(family_name).stages if s.name == stage_name)
 
 
 def run_name(family, loss, batch_size, latent_size, seed) -> str:
     return f"{family}-{loss}-b{batch_size}-z{latent_size}-s{seed}"
+
+
+def stage_name(family, stage, latent_size, seed) -> str:
+    return f"{family}-{stage}-z{latent_size}-s{seed}"
+
+
+def _train_config(family, profile: Profile, stage, seed) -> TrainConfig:
+    values = {**profile.train_config(seed), **family.stage_train_overrides(profile.name, stage)}
+    return from_dict(TrainConfig, values, where=f"{family.name} preset {profile.name!r}")
 
 
 def plan_run(row: Row, seed: int, profile: Profile, *, dataset: str, image_size: int,
@@ -66,19 +129,30 @@ def plan_run(row: Row, seed: int, profile: Profile, *, dataset: str, image_size:
         raise ConfigError(f"unknown loss {row.loss!r} for family {row.family!r}; "
                           f"known: {', '.join(sorted(family.losses))}")
     batch = profile.batch_size(row.batch_size)
-    values = {**profile.family_overrides.get(row.family, {}), **(overrides or {}),
+    values = {**family.preset(profile.name), **(overrides or {}),
               "loss": row.loss, "batch_size": batch, "latent_size": row.latent_size}
     config = from_dict(family.config_cls, values, where=f"{row.family} run")
-    train = from_dict(TrainConfig, profile.train_config(seed), where="profile")
+    stages = []
+    for stage in family.stages_for(config)[:-1]:
+        stages.append(StagePlan(
+            family=row.family, stage=stage.name, family_config=config,
+            train_config=_train_config(family, profile, stage, seed),
+            batch_size=int(getattr(config, stage.batch_field)), profile=profile.name,
+            dataset=dataset, image_size=image_size, seed=seed,
+            run_dir=os.path.join(out_dir, "runs",
+                                 stage_name(row.family, stage.name, row.latent_size, seed)),
+            inputs={s.stage: s for s in stages}))
+    train = _train_config(family, profile, family.final_stage, seed)
     name = run_name(row.family, row.loss, batch, row.latent_size, seed)
     return RunPlan(row=row, seed=seed, family_config=config, train_config=train,
                    profile=profile.name, dataset=dataset, image_size=image_size,
-                   n_samples=profile.n_samples, run_dir=os.path.join(out_dir, "runs", name))
+                   n_samples=profile.n_samples, run_dir=os.path.join(out_dir, "runs", name),
+                   stages=stages)
 
 
 def check_builds(plan: RunPlan, image_shape):
-    """Build the run's model once, up front, so a shape or config problem is reported
-    before hours of other runs rather than after."""
+    """Build the run's models (every stage) once, up front, so a shape or config problem
+    is reported before hours of other runs rather than after."""
     family = get_family(plan.row.family)
     try:
         family.build(plan.family_config, image_shape, plan.family_config.batch_size,
@@ -87,15 +161,28 @@ def check_builds(plan: RunPlan, image_shape):
         raise ConfigError(f"{plan.name}: {err}") from err
 
 
-def is_complete(plan: RunPlan) -> bool:
+def check_shared_stages(plans):
+    """Two rows that would share a first-stage folder must agree on what it is."""
+    seen = {}
+    for plan in plans:
+        for stage in plan.stages:
+            identity = stage.identity()
+            if seen.setdefault(stage.run_dir, identity) != identity:
+                raise ConfigError(f"two rows need different {stage.stage} stages in the same "
+                                  f"folder {stage.run_dir}; give them the same "
+                                  f"{', '.join(_stage(stage.family, stage.stage).shared_fields)}")
+
+
+def is_complete(plan) -> bool:
+    """A run (or stage) is complete when its metrics.json exists (written last)."""
     return os.path.exists(os.path.join(plan.run_dir, "metrics.json"))
 
 
-def _check_resumable(plan: RunPlan):
+def _check_resumable(plan):
     path = os.path.join(plan.run_dir, "config.json")
     if not os.path.exists(path):
         return
-    saved = reports.read_json(path).get("identity")
+    saved = artifacts.read_json(path).get("identity")
     if saved != plan.identity():
         raise RunError(f"{plan.run_dir} holds a run with a different configuration; "
                        f"delete that folder or choose another --out to start afresh")
@@ -112,7 +199,7 @@ def generate_uint8(model, n: int, seed: int, batch_size: int = 256) -> np.ndarra
     done = 0
     for images in model.sample(n, seed, batch_size):
         b = int(images.shape[0])
-        out[done:done + b] = reports.to_uint8(images)
+        out[done:done + b] = artifacts.to_uint8(images)
         done += b
     return out
 
@@ -123,33 +210,111 @@ def uint8_batches(images: np.ndarray, batch_size: int = 250):
         yield images[start:start + batch_size].astype(np.float32) / 127.5 - 1.0
 
 
+def _record(plan, stage, batch, train_source, val_source, strategy) -> dict:
+    """config.json: the identity plus what ``training.checkpoints.load_run`` needs."""
+    return {"identity": plan.identity(), "stage": stage, "family": plan.identity()["family"],
+            "family_config": to_jsonable(plan.family_config), "batch_size": batch,
+            "image_shape": list(train_source.image_shape), "seed": plan.seed,
+            "inputs": {name: os.path.relpath(p.run_dir, plan.run_dir)
+                       for name, p in plan.inputs.items()},
+            "strategy": strategy_name(strategy), "num_replicas": strategy.num_replicas_in_sync,
+            "train_data": getattr(train_source, "provenance", train_source.name),
+            "train_examples": train_source.num_examples,
+            "val_data": getattr(val_source, "provenance", None) if val_source else None,
+            "val_examples": val_source.num_examples if val_source else 0,
+            "versions": _versions()}
+
+
+def _build_with_inputs(family, stage, plan, batch, image_shape):
+    """The stage's model, given its earlier stages restored from their run folders (frozen)."""
+    from training.checkpoints import load_run
+
+    def build():
+        inputs = {name: load_run(p.run_dir).model for name, p in plan.inputs.items()}
+        return stage.build(plan.family_config, image_shape, batch, seed=plan.seed,
+                           inputs=inputs)
+    return build
+
+
+def execute_stage(plan: StagePlan, *, train_source, val_source, strategy, verbose=True) -> dict:
+    """Train (or resume, or reuse) a shared first stage; returns its metrics.json content."""
+    if is_complete(plan):
+        _check_resumable(plan)  # a finished stage is reused only if it is the one asked for
+        return artifacts.read_json(os.path.join(plan.run_dir, "metrics.json"))
+    family = get_family(plan.family)
+    stage = _stage(plan.family, plan.stage)
+    chief = is_chief(strategy)
+    _check_resumable(plan)
+    if chief:
+        artifacts.write_json(os.path.join(plan.run_dir, "config.json"),
+                             _record(plan, plan.stage, plan.batch_size, train_source,
+                                     val_source, strategy))
+        print(f"[run_all] stage {plan.stage} of {plan.family} -> {plan.run_dir}", flush=True)
+    started = time.time()
+    trainer = Trainer(_build_with_inputs(family, stage, plan, plan.batch_size,
+                                         train_source.image_shape),
+                      train_source, val_source, plan.train_config,
+                      global_batch_size=plan.batch_size, run_dir=plan.run_dir,
+                      strategy=strategy, verbose=verbose,
+                      title=f"{family.model_name} {plan.stage}, batch {plan.batch_size}, "
+                            f"latent {plan.family_config.latent_size}, seed {plan.seed}")
+    result = trainer.fit()
+    if not chief:
+        return {}
+    model = result.model
+    real = _real_batch(val_source, train_source)
+    reconstructed = np.asarray(model.reconstruct(real))
+    artifacts.write_samples_figure(os.path.join(plan.run_dir, "samples.png"),
+                                   reconstructed, real, columns=8,
+                                   title=f"{family.model_name} {plan.stage}: reconstructions "
+                                         f"vs {plan.dataset}")
+    last = result.history[-1] if result.history else {}
+    metrics = {"run": plan.name, "family": plan.family, "stage": plan.stage,
+               "seed": plan.seed, "batch_size": plan.batch_size,
+               "latent_size": plan.family_config.latent_size,
+               "epochs": plan.train_config.epochs, "steps": result.steps,
+               "train_loss": _float(last.get(model.TRAIN_LOSS_KEY)),
+               "val_loss": _float(last.get(model.VAL_LOSS_KEY)),
+               "train_loss_key": model.TRAIN_LOSS_KEY, "val_loss_key": model.VAL_LOSS_KEY,
+               **model.evaluate_stage(val_source or train_source),
+               "train_seconds": round(time.time() - started, 1),
+               "resumed_from_step": result.resumed_from_step}
+    artifacts.write_json(os.path.join(plan.run_dir, "metrics.json"), metrics)
+    return metrics
+
+
+def _real_batch(val_source, train_source, n=64):
+    source = val_source if val_source is not None else train_source
+    return np.asarray(next(iter(source.batches(n)))[0])
+
+
 def execute_run(plan: RunPlan, *, train_source, val_source, strategy, score=None,
                 verbose=True) -> dict:
-    """Train (or resume) one run and write its reports; returns metrics.json's content.
+    """Train (or resume) one run, after the earlier stages it needs, and write its
+    reports; returns metrics.json's content.
 
     score: ``score(fake_batches, n_samples, seed) -> dict`` of metric values, or None.
     """
     family = get_family(plan.row.family)
     chief = is_chief(strategy)
     _check_resumable(plan)
-    if chief:
-        reports.write_json(os.path.join(plan.run_dir, "config.json"), {
-            "identity": plan.identity(), "model": plan.row.model, "table": plan.row.table,
-            "thesis_row": {"batch_size": plan.row.batch_size,
-                           "latent_size": plan.row.latent_size, **plan.row.thesis},
-            "strategy": strategy_name(strategy), "num_replicas": strategy.num_replicas_in_sync,
-            "train_data": getattr(train_source, "provenance", train_source.name),
-            "train_examples": train_source.num_examples,
-            "val_data": getattr(val_source, "provenance", None) if val_source else None,
-            "val_examples": val_source.num_examples if val_source else 0,
-            "versions": _versions()})
-    started = time.time()
+    stage_metrics = {}
+    for stage_plan in plan.stages:
+        stage_metrics[stage_plan.stage] = execute_stage(
+            stage_plan, train_source=train_source, val_source=val_source, strategy=strategy,
+            verbose=verbose)
     batch = plan.family_config.batch_size
-
-    def build():
-        return family.build(plan.family_config, train_source.image_shape, batch, seed=plan.seed)
-
-    trainer = Trainer(build, train_source, val_source, plan.train_config,
+    if chief:
+        record = _record(plan, family.final_stage.name, batch, train_source, val_source,
+                         strategy)
+        record.update({"model": plan.row.model, "table": plan.row.table,
+                       "thesis_row": {"batch_size": plan.row.batch_size,
+                                      "latent_size": plan.row.latent_size, **plan.row.thesis}})
+        artifacts.write_json(os.path.join(plan.run_dir, "config.json"), record)
+    started = time.time()
+    trainer = Trainer(_build_with_inputs(family, family.final_stage, plan, batch,
+                                         train_source.image_shape),
+                      train_source, val_source, plan.train_config,
                       global_batch_size=batch, run_dir=plan.run_dir, strategy=strategy,
                       title=f"{plan.row.model} ({plan.row.loss}), batch {batch}, "
                             f"latent {plan.row.latent_size}, seed {plan.seed}",
@@ -159,15 +324,17 @@ def execute_run(plan: RunPlan, *, train_source, val_source, strategy, score=None
         return {}
     model = result.model
     n = plan.n_samples
+    sampled = time.time()
     fake = generate_uint8(model, n, seed=plan.seed + 777)
-    reports.write_npz(os.path.join(plan.run_dir, "samples.npz"), images=fake)
-    real = next(iter(val_source.batches(64) if val_source else train_source.batches(64)))[0]
+    sample_seconds = time.time() - sampled
+    artifacts.write_npz(os.path.join(plan.run_dir, "samples.npz"), images=fake)
+    real = _real_batch(val_source, train_source)
     grid = min(64, n)
-    reports.write_samples_figure(os.path.join(plan.run_dir, "samples.png"),
-                                 fake[:grid].astype(np.float32) / 127.5 - 1.0,
-                                 np.asarray(real)[:grid], columns=8,
-                                 title=f"{plan.row.model} ({plan.row.loss}) vs "
-                                       f"{plan.dataset}")
+    artifacts.write_samples_figure(os.path.join(plan.run_dir, "samples.png"),
+                                   fake[:grid].astype(np.float32) / 127.5 - 1.0,
+                                   real[:grid], columns=8,
+                                   title=f"{plan.row.model} ({plan.row.loss}) vs "
+                                         f"{plan.dataset}")
     last = result.history[-1] if result.history else {}
     metrics = {
         "run": plan.name, "table": plan.row.table, "family": plan.row.family,
@@ -180,12 +347,17 @@ def execute_run(plan: RunPlan, *, train_source, val_source, strategy, score=None
         "n_samples": n, "metric_network": "not computed",
         "fid": None, "is": None, "is_std": None, "kid": None, "kid_std": None,
         "precision": None, "recall": None,
-        "train_seconds": round(time.time() - started, 1),
+        "train_seconds": round(time.time() - started - sample_seconds, 1),
+        "sample_seconds": round(sample_seconds, 1),
         "resumed_from_step": result.resumed_from_step,
     }
+    if plan.stages:
+        metrics["stages"] = {name: {"run": os.path.relpath(p.run_dir, plan.run_dir),
+                                    "train_seconds": stage_metrics[name].get("train_seconds")}
+                             for name, p in plan.inputs.items()}
     if score is not None:
         metrics.update(score(uint8_batches(fake), n, plan.seed))
-    reports.write_json(os.path.join(plan.run_dir, "metrics.json"), metrics)
+    artifacts.write_json(os.path.join(plan.run_dir, "metrics.json"), metrics)
     return metrics
 
 

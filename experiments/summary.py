@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from experiments import reports
+from training import artifacts
 
 COLUMNS = ["family", "model", "loss", "batch_size", "latent_size", "seeds",
            "fid", "fid_std", "is", "is_std", "kid", "kid_std", "precision", "recall",
@@ -106,7 +106,7 @@ def _csv_line(line):
 def write_table(out_dir, table, lines: list[dict], context: str):
     """table_X.{md,csv,json} in ``out_dir``, each written atomically."""
     base = os.path.join(out_dir, table.name)
-    reports.write_csv(base + ".csv", [_csv_line(line) for line in lines], COLUMNS)
-    reports.write_json(base + ".json", {"table": table.name, "title": table.title,
+    artifacts.write_csv(base + ".csv", [_csv_line(line) for line in lines], COLUMNS)
+    artifacts.write_json(base + ".json", {"table": table.name, "title": table.title,
                                         "context": context, "note": NOTE, "rows": lines})
-    reports.write_text(base + ".md", markdown(table, lines, context))
+    artifacts.write_text(base + ".md", markdown(table, lines, context))

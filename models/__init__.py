@@ -1,36 +1,111 @@
 """Model families. Each lives in ``models/<family>/`` and exposes a ``FAMILY``.
 
-A family module provides ``FAMILY = Family(...)`` (see :class:`Family`); the
-registry below maps names to modules and imports them lazily, so a family that
-needs heavy imports costs nothing until it is selected.
+A family module provides ``FAMILY = Family(...)`` (see :class:`Family` and the
+contract in ``models/base.py``); the registry below maps names to modules and
+imports them lazily, so a family that needs heavy imports costs nothing until it
+is selected. Adding a family: copy a folder, fill the contract, add one line to
+``_FAMILY_MODULES``.
 """
 from __future__ import annotations
 
 import dataclasses
 import importlib
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Optional
 
 _FAMILY_MODULES = {
     "vae": "models.vae",
     "gan": "models.gan",
+    "diffusion": "models.diffusion",
 }
 
 
 @dataclasses.dataclass(frozen=True)
+class Stage:
+    """One model a family trains; a family's stages train in order, each in its own run folder.
+
+    name: "model" for one-stage families; e.g. "autoencoder", "denoiser".
+    build: ``build(config, image_shape, global_batch_size, seed=0, inputs=None)
+        -> GenerativeModel``; ``inputs`` maps each earlier stage's name to its
+        restored model, frozen (``trainable = False``) by the receiving stage.
+    shared_fields: for a first stage, the family-config fields that define it
+        (the loss is never one of them): it is trained once per (family, these
+        fields, dataset, profile, image size, seed) in ``runs/<family>-<name>-z<latent>-s<seed>/``
+        and reused by every loss row that agrees on them. None for the final
+        stage, which is the row's own run.
+    train_preset: the key of the family preset holding this stage's TrainConfig
+        overrides (e.g. its own step count), if any.
+    batch_field: the family-config field holding this stage's global batch.
+    needed: ``needed(config) -> bool``; False skips the stage (e.g. pixel-space
+        diffusion has no autoencoder).
+    """
+    name: str
+    build: Callable
+    shared_fields: Optional[tuple] = None
+    train_preset: str = "train"
+    batch_field: str = "batch_size"
+    needed: Callable = lambda config: True
+
+    @property
+    def shared(self) -> bool:
+        return self.shared_fields is not None
+
+
+@dataclasses.dataclass(frozen=True)
 class Family:
-    """What the trainer needs to know about a family of generative models.
+    """What the runner and trainer need to know about a family of generative models.
 
     name: registry name ("vae").
     model_name: the name the thesis tables use ("VAE", "StyleGAN2").
     config_cls: the family's config dataclass (all defaults set).
     losses: the family's loss registry, name -> callable (one signature per family).
-    build: ``build(config, image_shape, global_batch_size, seed) -> GenerativeModel``.
+    presets: profile name -> overrides of ``config_cls``'s defaults; the optional
+        key of each stage's ``train_preset`` holds TrainConfig overrides. Every
+        profile must have an entry (a missing one is an error, never a fallback).
+    stages: the ordered stages; the last one is the row's model.
     """
     name: str
     model_name: str
     config_cls: type
     losses: Mapping[str, Callable]
-    build: Callable
+    presets: Mapping[str, dict]
+    stages: tuple
+
+    @property
+    def final_stage(self) -> Stage:
+        return self.stages[-1]
+
+    def build(self, config, image_shape, global_batch_size, seed=0, inputs=None):
+        """The final stage's model (fresh first stages are built when none are given)."""
+        if inputs is None:
+            inputs = {}
+            for stage in self.stages[:-1]:
+                if stage.needed(config):
+                    inputs[stage.name] = stage.build(
+                        config, image_shape, getattr(config, stage.batch_field), seed=seed,
+                        inputs=dict(inputs))
+        return self.final_stage.build(config, image_shape, global_batch_size, seed=seed,
+                                      inputs=inputs)
+
+    def stages_for(self, config) -> tuple:
+        return tuple(s for s in self.stages if s.needed(config))
+
+    def preset(self, profile: str) -> dict:
+        """The family's overrides for ``profile`` (stage training keys removed)."""
+        if profile not in self.presets:
+            raise UnknownFamilyError(
+                f"family {self.name!r} has no preset for profile {profile!r}; add "
+                f"PRESETS[{profile!r}] to models/{self.name}/config.py")
+        train_keys = {s.train_preset for s in self.stages}
+        return {k: v for k, v in self.presets[profile].items() if k not in train_keys}
+
+    def stage_train_overrides(self, profile: str, stage: Stage) -> dict:
+        self.preset(profile)  # the same error for a missing profile
+        return dict(self.presets[profile].get(stage.train_preset, {}))
+
+
+def single_stage(build: Callable) -> tuple:
+    """The stages of a family that trains one model."""
+    return (Stage("model", build),)
 
 
 class UnknownFamilyError(ValueError):

@@ -2,7 +2,7 @@
 
 A family's model is a thin ``keras.Model`` subclass (keras-io's
 ``dcgan_overriding_train_step`` pattern) that owns ``train_step``/``test_step``
-and a sampler. The shared trainer (``experiments/trainer.py``) runs those steps
+and a sampler. The shared trainer (``training/trainer.py``) runs those steps
 inside ``strategy.run`` and never looks inside a family.
 
 Distribution contract: every step runs once per replica on that replica's slice
@@ -26,6 +26,8 @@ class GenerativeModel(keras.Model):
     seed and step counter (exact resume, same numbers on 1 or N replicas).
     """
 
+    #: True for a first stage (an autoencoder, a tokenizer): it reconstructs, never samples
+    IS_FIRST_STAGE = False
     #: history keys the thesis tables call "training loss" / "validation loss"
     TRAIN_LOSS_KEY = "loss"
     VAL_LOSS_KEY = "val_loss"
@@ -64,6 +66,28 @@ class GenerativeModel(keras.Model):
     def generate(self, latents) -> tf.Tensor:
         """Images in [-1, 1], shape [n, H, W, C], from ``sample_latents`` output."""
         raise NotImplementedError(f"{type(self).__name__} must define generate()")
+
+    def on_train_start(self, train_source):
+        """Called once before the first step of a fresh run (not on resume: whatever
+        it sets must live in variables, so the checkpoint carries it). E.g. the
+        latent diffusion model measures its autoencoder's latent scale here."""
+
+    def reconstruct(self, images):
+        """A first stage's reconstruction of real images (same shape, [-1, 1])."""
+        raise NotImplementedError(f"{type(self).__name__} is not a first stage")
+
+    def evaluate_stage(self, source) -> dict:
+        """A first stage's own figures for its metrics.json (e.g. reconstruction error)."""
+        return {}
+
+    def configure_sampler(self):
+        """Re-read the sampler's settings from ``self.config`` after a change
+        (``experiments.sample --set``); raises ValueError for a bad value."""
+
+    def freeze(self):
+        """Make this (restored, earlier-stage) model untrainable inside a later stage."""
+        self.trainable = False
+        return self
 
     def sample(self, n: int, seed: int, batch_size: int = 256):
         """Yield generated image batches (float32 [b, H, W, C] in [-1, 1]) totalling ``n``."""

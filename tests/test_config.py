@@ -4,7 +4,7 @@ import json
 import pytest
 
 from experiments import table_3_1, table_3_2
-from experiments.config import ConfigError, TrainConfig, apply_overrides, dumps, from_dict
+from training.config import ConfigError, TrainConfig, apply_overrides, dumps, from_dict
 from experiments.profiles import PROFILES, get_profile
 from experiments.runner import plan_run
 from experiments.tables import Selector, SelectorError

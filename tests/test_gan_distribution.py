@@ -35,8 +35,8 @@ def _main(out_dir):
     # Graph optimisation costs more than these tiny steps; both runs skip it alike.
     tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
 
-    from experiments.config import TrainConfig
-    from experiments.trainer import Trainer
+    from training.config import TrainConfig
+    from training.trainer import Trainer
     from models import get_family
     from models.gan.config import GANConfig
     from tests.test_gan_training import BATCH, SIZE, TINY, TinySource

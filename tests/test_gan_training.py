@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from experiments import reports
-from experiments.config import TrainConfig
-from experiments.trainer import EpochProgress, Trainer
+from training import artifacts
+from training.config import TrainConfig
+from training.trainer import EpochProgress, Trainer
 from models import get_family
 from models.gan.config import GANConfig
 
@@ -125,7 +125,7 @@ def test_resume_restores_ema_and_ada_p_exactly(tmp_path):
     for a, b in zip(_values(straight.model.discriminator.weights),
                     _values(resumed.model.discriminator.weights), strict=True):
         np.testing.assert_array_equal(a, b)
-    rows = [reports.read_csv(os.path.join(tmp_path, d, "history.csv")) for d in ("straight", "split")]
+    rows = [artifacts.read_csv(os.path.join(tmp_path, d, "history.csv")) for d in ("straight", "split")]
     strip = [[{k: v for k, v in r.items() if k != "wall_s"} for r in rs] for rs in rows]
     assert strip[0] == strip[1]
     assert [float(r["ada_p"]) for r in rows[0]] == sorted(float(r["ada_p"]) for r in rows[0])

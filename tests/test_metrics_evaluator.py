@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from experiments import metrics
-from experiments.metrics.evaluator import (EvaluatorConfig, evaluator_dir, evaluator_network,
+import metrics
+from metrics.evaluator import (EvaluatorConfig, evaluator_dir, evaluator_network,
                                            load_or_train_evaluator)
-from experiments.metrics.features import FeatureRunner, collect, reference_stats
+from metrics.features import FeatureRunner, collect, reference_stats
 
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 STATED_ACCURACY = 0.80

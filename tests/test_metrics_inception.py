@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from experiments import metrics
-from experiments.metrics import inception, weights
-from experiments.metrics.errors import MetricsError
+import metrics
+from metrics import inception, weights
+from metrics.errors import MetricsError
 
 RNG_SEED = 1234
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from experiments import metrics
-from experiments.metrics.errors import MetricsError
-from experiments.metrics.features import (FeatureNetwork, FeatureRunner, FeatureStats, RandomSubset,
+import metrics
+from metrics.errors import MetricsError
+from metrics.features import (FeatureNetwork, FeatureRunner, FeatureStats, RandomSubset,
                                           collect, reference_path)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -179,7 +179,7 @@ import numpy as np, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from tests.test_metrics_pipeline import toy_network, blobs
-from experiments.metrics.features import FeatureRunner
+from metrics.features import FeatureRunner
 net = toy_network()
 images = blobs(np.random.default_rng(7), 77).astype(np.float32) / 127.5 - 1.0
 expected = net.fn(tf.constant(images))[0].numpy()
@@ -201,7 +201,7 @@ def test_runner_splits_batches_over_two_replicas():
 
 
 def test_unlabelled_dataset_gets_a_rotation_evaluator_without_is(tmp_path):
-    from experiments.metrics.evaluator import EvaluatorConfig, evaluator_network, load_or_train_evaluator
+    from metrics.evaluator import EvaluatorConfig, evaluator_network, load_or_train_evaluator
 
     rng = np.random.default_rng(8)
     faces = blobs(rng, 256, size=16)

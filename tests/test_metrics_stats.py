@@ -3,8 +3,8 @@ the float64 streaming accumulators they are fed from."""
 import numpy as np
 import pytest
 
-from experiments.metrics.errors import MetricsError
-from experiments.metrics.stats import (InceptionScoreAccumulator, RunningMoments, frechet_distance,
+from metrics.errors import MetricsError
+from metrics.stats import (InceptionScoreAccumulator, RunningMoments, frechet_distance,
                                        inception_score, kernel_inception_distance,
                                        polynomial_mmd2_unbiased, precision_recall)
 
@@ -118,7 +118,7 @@ def test_kid_kernel_estimate_is_unbiased_closed_form():
 
 
 def test_kid_fused_computation_equals_the_numpy_one():
-    from experiments.metrics.stats import _mmd2_unbiased_fast
+    from metrics.stats import _mmd2_unbiased_fast
 
     rng = np.random.default_rng(9)
     x = np.abs(rng.standard_normal((300, 40))).astype(np.float32)

@@ -2,25 +2,26 @@
 import numpy as np
 import pytest
 
-from experiments import reports, summary, table_3_1
+from experiments import summary, table_3_1
+from training import artifacts
 
 
 def test_a_failed_write_leaves_the_previous_file(tmp_path):
     path = tmp_path / "metrics.json"
-    reports.write_json(path, {"fid": 1.0})
+    artifacts.write_json(path, {"fid": 1.0})
     with pytest.raises(RuntimeError):
-        with reports.atomic_path(path) as tmp:
+        with artifacts.atomic_path(path) as tmp:
             with open(tmp, "w") as f:
                 f.write('{"fid": 2')  # half a file...
             raise RuntimeError("killed mid-write")
-    assert reports.read_json(path) == {"fid": 1.0}
+    assert artifacts.read_json(path) == {"fid": 1.0}
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no temp left behind
 
 
 def test_uint8_conversion_and_grid():
     images = np.array([-1.0, -0.5, 0.0, 1.0, 1.5], np.float32).reshape(5, 1, 1, 1)
-    assert reports.to_uint8(images).ravel().tolist() == [0, 64, 128, 255, 255]
-    grid = reports.image_grid(np.zeros((5, 4, 4, 3), np.uint8), columns=3)
+    assert artifacts.to_uint8(images).ravel().tolist() == [0, 64, 128, 255, 255]
+    grid = artifacts.image_grid(np.zeros((5, 4, 4, 3), np.uint8), columns=3)
     assert grid.shape == (2 * 5 - 1, 3 * 5 - 1, 3)
 
 

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from experiments import reports
+from training import artifacts
 from tests.drivers.train_vae import tiny_run, weights
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -19,7 +19,7 @@ def _driver(*args):
 
 def _losses(run_dir):
     return [{k: v for k, v in row.items() if k != "wall_s"}
-            for row in reports.read_csv(os.path.join(run_dir, "history.csv"))]
+            for row in artifacts.read_csv(os.path.join(run_dir, "history.csv"))]
 
 
 def test_killed_run_resumes_to_identical_weights(tmp_path):

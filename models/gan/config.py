@@ -99,3 +99,13 @@ class GANConfig:
     def channels(self, resolution: int) -> int:
         """Feature maps at ``resolution`` (StyleGAN2: min(base / r, max))."""
         return max(1, min(self.channel_base // resolution, self.channel_max))
+
+
+#: Per-profile overrides of the defaults above (one per profile of
+#: ``experiments/profiles.py``; a profile missing here is an error). The paper
+#: profile uses StyleGAN2-ADA's CIFAR widths (about 20M parameters each in G and D).
+PRESETS = {
+    "smoke": dict(WIDTH_PRESETS["small"]),
+    "quick": dict(WIDTH_PRESETS["small"]),
+    "paper": dict(WIDTH_PRESETS["full"]),
+}

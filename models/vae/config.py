@@ -29,3 +29,12 @@ class VAEConfig:
     mi_lambda: float = 1000.0
     wae_lambda: float = 100.0
     latent_scale: float = 1.0
+
+
+#: Per-profile overrides of the defaults above (keras-hub's presets, one per
+#: profile of ``experiments/profiles.py``). A profile missing here is an error.
+PRESETS = {
+    "smoke": {"widths": (8, 16)},
+    "quick": {"widths": (32, 64, 128)},
+    "paper": {"widths": (64, 128, 256)},
+}

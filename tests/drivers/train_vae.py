@@ -20,8 +20,8 @@ import tensorflow as tf
 def tiny_run(run_dir, loss="elbo", strategy=None, epochs=2, steps=2, callbacks=(), batch=8,
              build_only=False):
     from data import open_dataset
-    from experiments.config import TrainConfig, from_dict
-    from experiments.trainer import Trainer
+    from training.config import TrainConfig, from_dict
+    from training.trainer import Trainer
     from models import get_family
 
     family = get_family("vae")

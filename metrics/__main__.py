@@ -1,8 +1,8 @@
 """Fetch or check the FID Inception weights.
 
-    python -m experiments.metrics fetch [--cache-dir DIR]
+    python -m metrics fetch [--cache-dir DIR]
         download the weights into the cache (verifying the recorded SHA-256)
-    python -m experiments.metrics check [--inception-weights PATH] [--cache-dir DIR]
+    python -m metrics check [--inception-weights PATH] [--cache-dir DIR]
         load a weights file (or the cached one) into the Keras network: every tensor must
         map exactly once; prints the format, the digest and the number of tensors
 """
@@ -16,7 +16,7 @@ from .weights import WEIGHTS_FLAG, resolve_weights_file
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m experiments.metrics", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m metrics", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=("fetch", "check"))
     parser.add_argument(WEIGHTS_FLAG, dest="inception_weights", default=None)

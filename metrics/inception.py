@@ -281,7 +281,7 @@ def _apply_steps(x, steps, block_scope: str | None):
 def build_fid_inception(name: str = "fid_inception_2015_12_05") -> keras.Model:
     """The ``inception-2015-12-05`` graph as a plain Keras Functional model (random weights).
 
-    Load weights with :func:`experiments.metrics.weights.load_inception_weights`.
+    Load weights with :func:`metrics.weights.load_inception_weights`.
     """
     inputs = keras.Input((INPUT_SIZE, INPUT_SIZE, 3), name="input_299")
     x = _apply_steps(inputs, STEM, None)

@@ -18,10 +18,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from experiments import callbacks as cbs
-from experiments import reports
-from experiments.config import TrainConfig
-from experiments.strategy import is_chief
+from training import callbacks as cbs
+from training import artifacts
+from training.config import TrainConfig
+from training.strategy import is_chief
 
 _MAX_LOG_KEYS = 64
 
@@ -203,6 +203,8 @@ class Trainer:
         self.model = model
         self._make_state(model)
         start_step = self._restore()
+        if start_step == 0:
+            model.on_train_start(self.train_source)
         train_fn, test_fn = self._step_functions(model)
         epochs_done = int(self.progress.epochs_done.numpy())
         history = self._previous_history(epochs_done)
@@ -244,7 +246,7 @@ class Trainer:
         path = os.path.join(self.run_dir, "history.csv")
         if not os.path.exists(path):
             return []
-        return [row for row in reports.read_csv(path) if int(row["epoch"]) <= epochs_done]
+        return [row for row in artifacts.read_csv(path) if int(row["epoch"]) <= epochs_done]
 
     def _callbacks(self, model, history):
         cfg = self.config

@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from experiments import reports
+from training import artifacts
 
 
 class ProgressBar(keras.callbacks.Callback):
@@ -69,8 +69,8 @@ class HistoryWriter(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         row = {"epoch": epoch + 1, **(logs or {}), "wall_s": round(time.time() - self.started, 2)}
         self.rows = [r for r in self.rows if int(r["epoch"]) != epoch + 1] + [row]
-        reports.write_csv(os.path.join(self.run_dir, "history.csv"), self.rows)
-        reports.write_loss_curves(os.path.join(self.run_dir, "loss_curves.png"), self.rows,
+        artifacts.write_csv(os.path.join(self.run_dir, "history.csv"), self.rows)
+        artifacts.write_loss_curves(os.path.join(self.run_dir, "loss_curves.png"), self.rows,
                                   self.loss_pairs, self.title)
 
 
@@ -107,8 +107,8 @@ class SampleGrid(keras.callbacks.Callback):
         if (epoch + 1) % self.every:
             return
         images = np.asarray(self.model.generate(self.latents))
-        grid = reports.image_grid(reports.to_uint8(images), self.columns)
-        reports.write_png(os.path.join(self.folder, f"epoch_{epoch + 1:03d}.png"), grid, scale=2)
+        grid = artifacts.image_grid(artifacts.to_uint8(images), self.columns)
+        artifacts.write_png(os.path.join(self.folder, f"epoch_{epoch + 1:03d}.png"), grid, scale=2)
 
 
 class Checkpointer(keras.callbacks.Callback):

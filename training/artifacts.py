@@ -15,7 +15,7 @@ import tempfile
 
 import numpy as np
 
-from experiments.config import dumps
+from training.config import dumps
 
 
 @contextlib.contextmanager
