@@ -1,0 +1,197 @@
+"""The diffusion family's networks, as plain Functional models built from a few layers.
+
+- ``build_encoder`` / ``build_decoder``: the KL-regularised convolutional
+  autoencoder of latent diffusion (Rombach et al. 2022, sec. 3.1), without its
+  attention, perceptual and adversarial terms (a CPU-sized first stage).
+- ``build_unet``: the denoiser eps_theta(z_t, t, y) (Ho et al. 2020, appendix B;
+  Dhariwal & Nichol 2021): residual blocks with group norm, self-attention at the
+  lowest resolutions, a sinusoidal time embedding to which a learned class
+  embedding is added, fed to every block by adaptive group norm (scale and shift).
+"""
+from __future__ import annotations
+
+import math
+
+import keras
+from keras import layers, ops
+
+from models.diffusion.config import downsamplings
+
+
+def _groups(width: int) -> int:
+    """Group norm groups: 32 as in DDPM where the width allows, else the largest divisor."""
+    for groups in (32, 16, 8, 4, 2, 1):
+        if width % groups == 0 and width // groups >= 1:
+            return groups
+    return 1
+
+
+class SinusoidalEmbedding(layers.Layer):
+    """t [b] (int or float) -> [b, dim]: the Transformer's sinusoidal position code
+    of the timestep (Vaswani et al. 2017; DDPM appendix B)."""
+
+    def __init__(self, dim: int, max_period: float = 10000.0, **kwargs):
+        super().__init__(**kwargs)
+        self.dim, self.max_period = dim, max_period
+
+    def call(self, t):
+        half = self.dim // 2
+        # frequencies exp(-log(max_period) * k / half), k = 0..half-1: [half]
+        freqs = ops.exp(-math.log(self.max_period) * ops.arange(half, dtype="float32") / half)
+        angles = ops.cast(ops.reshape(t, [-1, 1]), "float32") * freqs[None, :]  # [b, half]
+        return ops.concatenate([ops.sin(angles), ops.cos(angles)], axis=-1)
+
+
+class ResidualBlock(layers.Layer):
+    """GN -> SiLU -> conv3x3 -> [adaptive GN from the embedding] -> SiLU -> conv3x3,
+    plus a (1x1-projected) skip. With an embedding e [b, d], the second norm is
+    AdaGN: GN(h) * (1 + scale(e)) + shift(e) (Dhariwal & Nichol 2021, sec. 3).
+    The last convolution starts at zero so each block starts as the identity."""
+
+    def __init__(self, width: int, conditioned: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.width, self.conditioned = width, conditioned
+        self.norm1 = None  # its groups depend on the input's channels: made in build()
+        self.conv1 = layers.Conv2D(width, 3, padding="same")
+        self.norm2 = layers.GroupNormalization(_groups(width), epsilon=1e-5,
+                                               center=not conditioned, scale=not conditioned)
+        self.conv2 = layers.Conv2D(width, 3, padding="same", kernel_initializer="zeros")
+        self.scale_shift = layers.Dense(2 * width) if conditioned else None
+        self.skip = None
+
+    def build(self, input_shape):
+        x_shape = input_shape[0] if self.conditioned else input_shape
+        self.norm1 = layers.GroupNormalization(_groups(int(x_shape[-1])), epsilon=1e-5)
+        if x_shape[-1] != self.width:
+            self.skip = layers.Conv2D(self.width, 1)
+
+    def call(self, inputs):
+        x, emb = inputs if self.conditioned else (inputs, None)
+        h = self.conv1(ops.silu(self.norm1(x)))  # [b, h, w, width]
+        h = self.norm2(h)
+        if self.conditioned:
+            scale, shift = ops.split(self.scale_shift(ops.silu(emb)), 2, axis=-1)  # [b, width] x2
+            h = h * (1.0 + scale[:, None, None, :]) + shift[:, None, None, :]
+        h = self.conv2(ops.silu(h))
+        return (x if self.skip is None else self.skip(x)) + h
+
+
+class SelfAttention(layers.Layer):
+    """GN, then multi-head self-attention over the h*w positions, added back."""
+
+    def __init__(self, heads: int, **kwargs):
+        super().__init__(**kwargs)
+        self.heads = heads
+
+    def build(self, input_shape):
+        width = int(input_shape[-1])
+        self.norm = layers.GroupNormalization(_groups(width), epsilon=1e-5)
+        self.attention = layers.MultiHeadAttention(self.heads, max(1, width // self.heads),
+                                                   output_shape=width,
+                                                   kernel_initializer="glorot_uniform")
+
+    def call(self, x):
+        b, h, w, c = ops.shape(x)[0], ops.shape(x)[1], ops.shape(x)[2], ops.shape(x)[3]
+        tokens = ops.reshape(self.norm(x), [b, h * w, c])  # [b, hw, c]
+        return x + ops.reshape(self.attention(tokens, tokens), [b, h, w, c])
+
+
+def _levels(widths, n_levels, what):
+    if len(widths) < n_levels:
+        raise ValueError(f"{what} needs {n_levels} widths for this image/latent size, got "
+                         f"{tuple(widths)}")
+    return tuple(widths[:n_levels])
+
+
+def build_encoder(image_shape, latent_shape, widths, name="encoder") -> keras.Model:
+    """x [b, H, W, C] in [-1, 1] -> (mean, log_var), each [b, s, s, c].
+
+    One residual block per level; a stride-2 convolution between levels, so
+    log2(H / s) downsamplings use the first log2(H / s) + 1 widths.
+    """
+    n_down = downsamplings(image_shape[0], latent_shape[0])
+    widths = _levels(widths, n_down + 1, "the autoencoder")
+    x_in = keras.Input(image_shape, name="images")
+    h = layers.Conv2D(widths[0], 3, padding="same", name="stem")(x_in)
+    for level, width in enumerate(widths):
+        h = ResidualBlock(width, name=f"res{level}")(h)
+        if level < n_down:
+            h = layers.Conv2D(widths[level + 1], 3, strides=2, padding="same",
+                              name=f"down{level}")(h)
+    h = ops.silu(layers.GroupNormalization(_groups(widths[-1]), name="out_norm")(h))
+    moments = layers.Conv2D(2 * latent_shape[-1], 3, padding="same", name="moments")(h)
+    mean, log_var = layers.Lambda(lambda m: ops.split(m, 2, axis=-1), name="split")(moments)
+    return keras.Model(x_in, [mean, log_var], name=name)
+
+
+def build_decoder(latent_shape, image_shape, widths, name="decoder") -> keras.Model:
+    """z [b, s, s, c] -> x_hat [b, H, W, C], mirroring the encoder (nearest-neighbour
+    upsampling + conv between levels). Unbounded output; samplers clip to [-1, 1]."""
+    n_down = downsamplings(image_shape[0], latent_shape[0])
+    widths = _levels(widths, n_down + 1, "the autoencoder")
+    z_in = keras.Input(latent_shape, name="z")
+    h = layers.Conv2D(widths[-1], 3, padding="same", name="stem")(z_in)
+    for i, level in enumerate(reversed(range(n_down + 1))):
+        h = ResidualBlock(widths[level], name=f"res{level}")(h)
+        if level > 0:
+            h = layers.UpSampling2D(2, interpolation="nearest", name=f"up{level}")(h)
+            h = layers.Conv2D(widths[level - 1], 3, padding="same", name=f"up{level}_conv")(h)
+    h = ops.silu(layers.GroupNormalization(_groups(widths[0]), name="out_norm")(h))
+    x_hat = layers.Conv2D(image_shape[-1], 3, padding="same", name="to_image")(h)
+    return keras.Model(z_in, x_hat, name=name)
+
+
+def build_unet(latent_shape, widths, blocks: int, attention_side: int, heads: int,
+               num_classes: int, name="unet") -> keras.Model:
+    """[z_t [b, s, s, c], t [b] int32, y [b] int32] -> eps_hat [b, s, s, c].
+
+    y = num_classes is the null label (classifier-free guidance). Levels run at
+    sides s, s/2, ... (one per width); ``blocks`` residual blocks per level down,
+    ``blocks + 1`` up (with skip concatenations), self-attention after each block
+    at sides <= ``attention_side``, and a residual-attention-residual middle.
+    """
+    side = latent_shape[0]
+    if side % (2 ** (len(widths) - 1)):
+        raise ValueError(f"a latent side of {side} cannot be halved {len(widths) - 1} times "
+                         f"(unet_widths {tuple(widths)}); use fewer widths")
+    z_in = keras.Input(latent_shape, name="z_t")
+    t_in = keras.Input((), dtype="int32", name="t")
+    y_in = keras.Input((), dtype="int32", name="y")
+    emb_dim = 4 * widths[0]
+    emb = SinusoidalEmbedding(widths[0], name="time_sinusoid")(t_in)
+    emb = layers.Dense(emb_dim, activation="silu", name="time_fc0")(emb)
+    emb = layers.Dense(emb_dim, name="time_fc1")(emb)
+    label = layers.Embedding(num_classes + 1, emb_dim, name="label_embedding")(y_in)
+    emb = layers.Add(name="time_plus_label")([emb, label])  # [b, emb_dim]
+
+    def attend(h, current_side, tag):
+        return SelfAttention(heads, name=f"attn_{tag}")(h) if current_side <= attention_side else h
+
+    h = layers.Conv2D(widths[0], 3, padding="same", name="stem")(z_in)
+    skips, current = [h], side
+    for level, width in enumerate(widths):
+        for b in range(blocks):
+            h = ResidualBlock(width, conditioned=True, name=f"down{level}_res{b}")([h, emb])
+            h = attend(h, current, f"down{level}_{b}")
+            skips.append(h)
+        if level < len(widths) - 1:
+            h = layers.Conv2D(width, 3, strides=2, padding="same", name=f"down{level}")(h)
+            current //= 2
+            skips.append(h)
+    h = ResidualBlock(widths[-1], conditioned=True, name="mid_res0")([h, emb])
+    h = SelfAttention(heads, name="mid_attn")(h)
+    h = ResidualBlock(widths[-1], conditioned=True, name="mid_res1")([h, emb])
+    for level in reversed(range(len(widths))):
+        for b in range(blocks + 1):
+            h = layers.Concatenate(name=f"up{level}_cat{b}")([h, skips.pop()])
+            h = ResidualBlock(widths[level], conditioned=True, name=f"up{level}_res{b}")([h, emb])
+            h = attend(h, current, f"up{level}_{b}")
+        if level > 0:
+            h = layers.UpSampling2D(2, interpolation="nearest", name=f"up{level}")(h)
+            h = layers.Conv2D(widths[level], 3, padding="same", name=f"up{level}_conv")(h)
+            current *= 2
+    h = ops.silu(layers.GroupNormalization(_groups(widths[0]), name="out_norm")(h))
+    # Zero-initialised output: the untrained model predicts eps_hat = 0 (DDPM's init).
+    eps = layers.Conv2D(latent_shape[-1], 3, padding="same", kernel_initializer="zeros",
+                        name="to_eps")(h)
+    return keras.Model([z_in, t_in, y_in], eps, name=name)
