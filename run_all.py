@@ -22,6 +22,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 EXIT_BAD_INPUT = 2
 EXIT_RUN_FAILED = 1
+EXIT_INTERRUPTED = 130  # the shell's code for a command stopped by Ctrl-C (128 + SIGINT)
+# Bounds that keep a typo from exhausting memory before anything useful happens: the run
+# list grows with --seeds, and the families' networks are built for 8- to 256-pixel images
+# (the theses use 32 and 64).
+MAX_SEEDS = 100
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 8, 256
 
 
 def parse_args(argv=None):
@@ -51,8 +57,11 @@ def parse_args(argv=None):
                         help="path to inception-2015-12-05.tgz or the FID .pth (offline machines)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
-    if args.seeds < 1:
-        parser.error("--seeds must be at least 1")
+    if not 1 <= args.seeds <= MAX_SEEDS:
+        parser.error(f"--seeds {args.seeds}: give 1 to {MAX_SEEDS} (seeds 0..N-1 per row)")
+    if not MIN_IMAGE_SIZE <= args.image_size <= MAX_IMAGE_SIZE:
+        parser.error(f"--image-size {args.image_size}: the families are built for "
+                     f"{MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE} pixels")
     return args
 
 
@@ -91,13 +100,23 @@ def held_out_split(dataset: str) -> str:
 
 
 def main(argv=None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # outside a run (data, metrics set-up, tables): nothing to resume
+        print("\n[run_all] interrupted (Ctrl-C); rerun the same command to continue: complete "
+              "runs are skipped and interrupted ones resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _main(argv=None) -> int:
     args = parse_args(argv)
     from data import DatasetError, open_dataset
     from training.config import ConfigError
     from experiments.profiles import get_profile
-    from experiments.runner import (check_builds, check_shared_stages, execute_run,
-                                    is_complete, plan_run)
+    from experiments.runner import (check_builds, check_reusable, check_shared_stages,
+                                    execute_run, is_complete, plan_run, read_metrics)
     from training.strategy import choose_strategy, is_chief, strategy_name
+    from training.trainer import read_history
     from experiments.tables import SelectorError
     from models import UnknownFamilyError
 
@@ -105,6 +124,7 @@ def main(argv=None) -> int:
     out_dir = args.out or os.path.join("reports", profile.name, _slug(args.dataset))
     try:
         selected = select_rows(args.only, args.tables)
+        check_writable(out_dir, "--out", "pass --out with a folder you can write to")
         strategy = choose_strategy(args.strategy)
         train_source = open_dataset(args.dataset, "train", image_size=args.image_size,
                                     data_dir=args.data_dir, limit=profile.train_limit)
@@ -112,12 +132,25 @@ def main(argv=None) -> int:
                                   image_size=args.image_size, data_dir=args.data_dir,
                                   limit=profile.val_limit)
         plans = [(table, plan_run(row, seed, profile, dataset=args.dataset,
-                                  image_size=args.image_size, out_dir=out_dir))
+                                  image_size=args.image_size, out_dir=out_dir,
+                                  num_classes=len(train_source.class_names)))
                  for table, rows in selected for row in rows for seed in range(args.seeds)]
         for _, plan in plans:
             check_builds(plan, train_source.image_shape)
         check_shared_stages([plan for _, plan in plans])
         score, network = make_scorer(args, train_source)
+        done = {}  # run name -> its metrics.json, for the runs already complete
+        for _, plan in plans:
+            for stage in plan.stages:
+                check_reusable(stage)
+            check_reusable(plan)
+            done[plan.name] = read_metrics(plan)
+            if done[plan.name] is not None:
+                check_scored_by(plan, done[plan.name], network)
+            else:
+                for part in (*plan.stages, plan):
+                    if not is_complete(part):
+                        read_history(part.run_dir)
     except (DatasetError, SelectorError, UnknownFamilyError, ConfigError, ValueError,
             RuntimeError) as err:
         print(f"run_all.py: error: {err}", file=sys.stderr)
@@ -136,13 +169,12 @@ def main(argv=None) -> int:
                     listed.add(stage.run_dir)
                     state = "complete, reused" if is_complete(stage) else "to run"
                     print(f"  {stage.name:<40s} {stage.stage} stage, shared  ({state})")
-            state = "complete, skipped" if is_complete(plan) else "to run"
+            state = "complete, skipped" if done[plan.name] is not None else "to run"
             print(f"  {plan.name:<40s} {plan.row.table}  ({state})")
     results, failures = {}, []
     for index, (table, plan) in enumerate(plans, 1):
-        if is_complete(plan):
-            from training.artifacts import read_json
-            results[plan.name] = read_json(os.path.join(plan.run_dir, "metrics.json"))
+        if done[plan.name] is not None:
+            results[plan.name] = done[plan.name]
             continue
         if chief:
             print(f"\n[run_all] run {index}/{len(plans)}: {plan.name} -> {plan.run_dir}")
@@ -153,33 +185,87 @@ def main(argv=None) -> int:
                                              score=score, verbose=not args.quiet)
             if chief:
                 print(f"[run_all] {plan.name} done in {time.time() - started:.1f} s")
+        except KeyboardInterrupt:
+            print(f"\n[run_all] interrupted (Ctrl-C) in run {plan.name}, "
+                  f"{_resume_point(plan)}; rerun the same command to resume it from there",
+                  file=sys.stderr)
+            return EXIT_INTERRUPTED
         except Exception:  # keep going: one broken run must not cost the others
             traceback.print_exc()
             failures.append(plan.name)
             print(f"[run_all] {plan.name} FAILED after {time.time() - started:.1f} s",
                   file=sys.stderr)
     if chief:
-        write_tables(out_dir, plans, results, args, profile)
+        write_tables(out_dir, plans, results, args, profile, network,
+                     len(train_source.class_names))
     if failures:
         print(f"[run_all] {len(failures)} run(s) failed: {', '.join(failures)}", file=sys.stderr)
         return EXIT_RUN_FAILED
     return 0
 
 
+def check_writable(folder, what, fix):
+    """Refuse, before anything trains, a folder no file can be written in (a file in the
+    way, a read-only mount, no permission): each run would otherwise fail at its first
+    write, after its training."""
+    from training.artifacts import writable_dir_problem
+
+    problem = writable_dir_problem(folder)
+    if problem:
+        raise RuntimeError(f"{what} {folder}: {problem}; {fix}")
+
+
+def _network_kind(label) -> str:
+    """'none' | 'evaluator' | 'inception' for a metrics.json ``metric_network`` label."""
+    if label in (None, "none", "not computed"):
+        return "none"
+    return "evaluator" if str(label).startswith("evaluator:") else "inception"
+
+
+def check_scored_by(plan, metrics, network):
+    """A complete run is reused only if its numbers come from the network asked for."""
+    from experiments.runner import RunError
+
+    label = metrics.get("metric_network")
+    if _network_kind(label) != network:
+        raise RunError(f"{plan.run_dir} was scored with metric network {label!r}, this "
+                       f"command asks for --metrics {network}; choose another --out or "
+                       f"rerun with the --metrics it was scored with")
+
+
+def _resume_point(plan) -> str:
+    """Where an interrupted run (or the stage it was in) will resume, in words."""
+    import tensorflow as tf
+
+    for part in (plan, *reversed(plan.stages)):
+        latest = tf.train.latest_checkpoint(os.path.join(part.run_dir, "checkpoints"))
+        if latest:
+            where = "" if part is plan else f" (stage {part.name})"
+            return f"last checkpoint at step {latest.rsplit('-', 1)[-1]}{where}"
+    return "before its first checkpoint"
+
+
 def make_scorer(args, train_source):
     """The metric function every run calls, or None with ``--metrics none``.
 
     Generated images are compared with the train split, as TTUR does; its
-    statistics are computed once per (dataset, split, network, size) and cached.
-    Raises MetricsError up front (e.g. ``--metrics inception`` offline without weights).
+    statistics are computed once per (dataset, split, network, size, the images
+    used) and cached. Everything that can fail is checked here, before any
+    training: the cache must be writable and Inception weights must load into the
+    network (MetricsError, e.g. ``--metrics inception`` offline without weights).
     """
     if args.metrics == "none":
         return None, "none"
-    from metrics import compute_metrics, default_cache_dir, resolve_metric_network
+    from metrics import (compute_metrics, default_cache_dir, inception_feature_network,
+                         resolve_metric_network)
 
     cache_dir = default_cache_dir()
+    check_writable(cache_dir, "the metrics cache",
+                   "set GENBENCH_CACHE to a folder you can write to (or use --metrics none)")
     network = resolve_metric_network(args.metrics, inception_weights=args.inception_weights,
                                      cache_dir=cache_dir)
+    if network == "inception":  # load (and keep) the weights now: a bad file fails here
+        inception_feature_network(args.inception_weights, cache_dir)
 
     def score(fake_batches, n_samples, seed):
         return compute_metrics(fake_batches, train_source, network=network, n_samples=n_samples,
@@ -189,18 +275,73 @@ def make_scorer(args, train_source):
     return score, network
 
 
-def write_tables(out_dir, plans, results, args, profile):
+def complete_runs(out_dir, tables, profile, args, num_classes):
+    """(table, plan, metrics) of every complete run in ``out_dir/runs`` that this request
+    would have made (same profile, dataset, image size, configuration), selected or not,
+    so that rerunning a subset keeps the other rows of the tables."""
+    from experiments.runner import RunError, plan_run, read_metrics, recorded_identity
+    from models import UnknownFamilyError
+    from training.config import ConfigError
+
+    found = []
+    runs_dir = os.path.join(out_dir, "runs")
+    for table in tables:
+        for row in table.rows:
+            for name in sorted(os.listdir(runs_dir)) if os.path.isdir(runs_dir) else []:
+                prefix = f"{row.family}-{row.loss}-"
+                if not (name.startswith(prefix) and f"-z{row.latent_size}-s" in name):
+                    continue
+                seed = name.rsplit("-s", 1)[-1]
+                if not seed.isdigit():
+                    continue
+                try:
+                    plan = plan_run(row, int(seed), profile, dataset=args.dataset,
+                                    image_size=args.image_size, out_dir=out_dir,
+                                    num_classes=num_classes)
+                except (UnknownFamilyError, ConfigError):  # a family not (yet) in this checkout
+                    continue
+                if plan.name != name:
+                    continue
+                try:
+                    matches = recorded_identity(plan) == plan.identity()
+                except RunError as err:
+                    print(f"[run_all] left out of the tables: {err}", file=sys.stderr)
+                    continue
+                metrics = read_metrics(plan) if matches else None
+                if metrics is not None:
+                    found.append((table, plan, metrics))
+    return found
+
+
+def write_tables(out_dir, plans, results, args, profile, network, num_classes):
+    from experiments import table_3_1, table_3_2
     from experiments.summary import aggregate, write_table
 
-    context = (f"Profile `{profile.name}`, dataset `{args.dataset}`, seeds {args.seeds}; "
-               f"only rows that ran are listed. Written by run_all.py.")
-    tables = {}
-    for table, plan in plans:
-        if plan.name in results and results[plan.name]:
-            tables.setdefault(table.name, (table, {}))[1].setdefault(plan.row, []).append(
-                results[plan.name])
-    for table, by_row in tables.values():
-        lines = [aggregate(row, runs) for row, runs in by_row.items()]
+    context = (f"Profile `{profile.name}`, dataset `{args.dataset}`: every complete run in "
+               f"this folder (the seeds column says how many per row). Written by run_all.py.")
+    tables = [t for t in (table_3_1.TABLE, table_3_2.TABLE) if t.name in args.tables]
+    found = {(table.name, plan.name): (table, plan, metrics) for table, plan, metrics
+             in complete_runs(out_dir, tables, profile, args, num_classes)}
+    for table, plan in plans:  # this invocation's results, whatever the folder scan saw
+        if results.get(plan.name):
+            found[(table.name, plan.name)] = (table, plan, results[plan.name])
+    by_table = {}
+    for table, plan, metrics in found.values():
+        by_table.setdefault(table.name, (table, {}))[1].setdefault(plan.row, []).append(metrics)
+    for table, by_row in by_table.values():
+        lines = []
+        for row in table.rows:  # the table's own order, whatever order the runs finished in
+            runs = by_row.get(row)
+            if not runs:
+                continue
+            kinds = {_network_kind(r.get("metric_network")) for r in runs}
+            if len(kinds) > 1:  # seeds scored by different networks never share a line
+                kept = [r for r in runs if _network_kind(r.get("metric_network")) == network]
+                print(f"[run_all] {row.key}: left out {len(runs) - len(kept)} seed(s) scored by "
+                      f"another metric network than --metrics {network}", file=sys.stderr)
+                runs = kept
+            if runs:
+                lines.append(aggregate(row, sorted(runs, key=lambda r: r.get("seed", 0))))
         write_table(out_dir, table, lines, context)
         print(f"[run_all] wrote {os.path.join(out_dir, table.name)}.{{md,csv,json}}")
 

@@ -122,8 +122,13 @@ def _train_config(family, profile: Profile, stage, seed) -> TrainConfig:
 
 
 def plan_run(row: Row, seed: int, profile: Profile, *, dataset: str, image_size: int,
-             out_dir: str, overrides: dict | None = None) -> RunPlan:
-    """The run of ``row`` at ``seed`` under ``profile``; config errors surface here, up front."""
+             out_dir: str, overrides: dict | None = None,
+             num_classes: int | None = None) -> RunPlan:
+    """The run of ``row`` at ``seed`` under ``profile``; config errors surface here, up front.
+
+    num_classes: the dataset's number of classes, given to families whose config
+    has a ``num_classes`` field (class-conditional models).
+    """
     family = get_family(row.family)
     if row.loss not in family.losses:
         raise ConfigError(f"unknown loss {row.loss!r} for family {row.family!r}; "
@@ -131,7 +136,15 @@ def plan_run(row: Row, seed: int, profile: Profile, *, dataset: str, image_size:
     batch = profile.batch_size(row.batch_size)
     values = {**family.preset(profile.name), **(overrides or {}),
               "loss": row.loss, "batch_size": batch, "latent_size": row.latent_size}
+    if num_classes is not None and "num_classes" in {
+            f.name for f in dataclasses.fields(family.config_cls)}:
+        values["num_classes"] = int(num_classes)
     config = from_dict(family.config_cls, values, where=f"{row.family} run")
+    if hasattr(config, "validate"):  # the family's own checks of its options
+        try:
+            config.validate()
+        except ValueError as err:
+            raise ConfigError(f"{row.key}: {err}") from err
     stages = []
     for stage in family.stages_for(config)[:-1]:
         stages.append(StagePlan(
@@ -162,30 +175,116 @@ def check_builds(plan: RunPlan, image_shape):
 
 
 def check_shared_stages(plans):
-    """Two rows that would share a first-stage folder must agree on what it is."""
+    """Two rows that would share a first-stage folder must agree on what it is, and a
+    folder already there must hold that stage (same dataset, image size, profile,
+    fields): checked up front, before anything trains."""
     seen = {}
     for plan in plans:
         for stage in plan.stages:
             identity = stage.identity()
+            saved = _saved_identity(stage.run_dir)
+            if saved is not None and saved != identity:
+                differs = sorted(k for k in set(saved) | set(identity)
+                                 if saved.get(k) != identity.get(k))
+                raise ConfigError(f"{stage.run_dir} holds a {stage.stage} stage trained with "
+                                  f"another {', '.join(differs)}; delete it or choose another "
+                                  f"--out")
             if seen.setdefault(stage.run_dir, identity) != identity:
                 raise ConfigError(f"two rows need different {stage.stage} stages in the same "
                                   f"folder {stage.run_dir}; give them the same "
                                   f"{', '.join(_stage(stage.family, stage.stage).shared_fields)}")
 
 
+def read_metrics(plan):
+    """The run's (or stage's) metrics.json as a dict, or None when it is missing or damaged.
+
+    A damaged file (not JSON, not an object, another run's) marks the run incomplete, so
+    rerunning finishes it again from its checkpoints instead of one bad file stopping the
+    suite; a line says so.
+    """
+    path = os.path.join(plan.run_dir, "metrics.json")
+    if not os.path.exists(path):
+        return None
+    try:
+        metrics = artifacts.read_json(path)
+    except (OSError, ValueError) as err:
+        problem = f"not readable JSON ({type(err).__name__})"
+    else:
+        if isinstance(metrics, dict) and metrics.get("run") == plan.name:
+            return metrics
+        problem = "not the metrics of this run"
+    print(f"[run_all] {path} is damaged ({problem}); the run is treated as incomplete and "
+          f"finished again from its checkpoints", flush=True)
+    return None
+
+
 def is_complete(plan) -> bool:
-    """A run (or stage) is complete when its metrics.json exists (written last)."""
-    return os.path.exists(os.path.join(plan.run_dir, "metrics.json"))
+    """A run (or stage) is complete when its metrics.json (written last) is intact."""
+    return read_metrics(plan) is not None
+
+
+def recorded_identity(plan):
+    """The identity in the run folder's config.json, None when there is no config.json;
+    RunError naming the file and the fix when it cannot be read."""
+    path = os.path.join(plan.run_dir, "config.json")
+    if not os.path.exists(path):
+        return None
+    try:
+        record = artifacts.read_json(path)
+    except (OSError, ValueError) as err:
+        raise RunError(f"{path} is damaged ({type(err).__name__}: {err}); it says which run "
+                       f"the folder holds, so delete the folder {plan.run_dir} to start that "
+                       f"run afresh") from err
+    if not isinstance(record, dict) or not isinstance(record.get("identity"), dict):
+        raise RunError(f"{path} is damaged (no identity recorded); delete the folder "
+                       f"{plan.run_dir} to start that run afresh")
+    return record["identity"]
+
+
+def identity_differences(saved, wanted, prefix="") -> list:
+    """'key: recorded X, requested Y' for every leaf where two identities differ."""
+    if isinstance(saved, dict) and isinstance(wanted, dict):
+        out = []
+        for key in sorted(set(saved) | set(wanted)):
+            out += identity_differences(saved.get(key), wanted.get(key), f"{prefix}{key}.")
+        return out
+    if saved == wanted:
+        return []
+    return [f"{prefix.rstrip('.')}: recorded {saved!r}, requested {wanted!r}"]
+
+
+def check_reusable(plan):
+    """Refuse a run (or shared stage) folder that holds a different run than ``plan``.
+
+    Its identity (dataset, profile, configs, seed, image size, earlier stages) must
+    match, whether it is finished (reused) or not (resumed); otherwise Fashion-MNIST
+    numbers would be reported as synthetic, or quick ones as paper ones.
+    """
+    saved = recorded_identity(plan)
+    if saved is None or saved == plan.identity():
+        return
+    # top-level fields (dataset, profile, image size, seed) first: they say the most
+    differences = sorted(identity_differences(saved, plan.identity()),
+                         key=lambda text: text.split(":")[0].count("."))
+    shown = "; ".join(differences[:3]) + (" ..." if len(differences) > 3 else "")
+    raise RunError(f"{plan.run_dir} holds a different run ({shown}); choose another --out "
+                   f"(the default is reports/<profile>/<dataset>) or delete that folder")
+
+
+def _saved_identity(run_dir):
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.exists(path):
+        return None
+    try:
+        saved = artifacts.read_json(path)
+    except ValueError as err:
+        raise ConfigError(f"{path} is not valid JSON ({err}); delete that folder to retrain "
+                          f"it") from err
+    return saved.get("identity") if isinstance(saved, dict) else None
 
 
 def _check_resumable(plan):
-    path = os.path.join(plan.run_dir, "config.json")
-    if not os.path.exists(path):
-        return
-    saved = artifacts.read_json(path).get("identity")
-    if saved != plan.identity():
-        raise RunError(f"{plan.run_dir} holds a run with a different configuration; "
-                       f"delete that folder or choose another --out to start afresh")
+    check_reusable(plan)
 
 
 def _versions() -> dict:
@@ -289,9 +388,10 @@ def _real_batch(val_source, train_source, n=64):
 
 
 def execute_run(plan: RunPlan, *, train_source, val_source, strategy, score=None,
-                verbose=True) -> dict:
+                verbose=True, extra_callbacks=()) -> dict:
     """Train (or resume) one run, after the earlier stages it needs, and write its
-    reports; returns metrics.json's content.
+    reports; returns metrics.json's content. ``extra_callbacks`` go to the final
+    stage's trainer (tests use them to kill a run at a given step).
 
     score: ``score(fake_batches, n_samples, seed) -> dict`` of metric values, or None.
     """
@@ -318,7 +418,7 @@ def execute_run(plan: RunPlan, *, train_source, val_source, strategy, score=None
                       global_batch_size=batch, run_dir=plan.run_dir, strategy=strategy,
                       title=f"{plan.row.model} ({plan.row.loss}), batch {batch}, "
                             f"latent {plan.row.latent_size}, seed {plan.seed}",
-                      verbose=verbose)
+                      verbose=verbose, extra_callbacks=extra_callbacks)
     result = trainer.fit()
     if not chief:
         return {}

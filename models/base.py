@@ -80,6 +80,10 @@ class GenerativeModel(keras.Model):
         """A first stage's own figures for its metrics.json (e.g. reconstruction error)."""
         return {}
 
+    def after_train_step(self):
+        """Called by the trainer once per step in cross-replica context, after the
+        replicas' steps (e.g. an EMA of the weights: one update, every replica's copy)."""
+
     def configure_sampler(self):
         """Re-read the sampler's settings from ``self.config`` after a change
         (``experiments.sample --set``); raises ValueError for a bad value."""

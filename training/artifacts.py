@@ -18,9 +18,21 @@ import numpy as np
 from training.config import dumps
 
 
+def _umask() -> int:
+    # The only portable way to read the umask is to set it; set it straight back.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path):
-    """Yield a temporary path beside ``path``; rename it over ``path`` on success."""
+    """Yield a temporary path beside ``path``; rename it over ``path`` on success.
+
+    mkstemp creates the temporary file with mode 0600 whatever the umask; the file
+    gets the mode a plain ``open()`` would have given it (0666 less the umask) before
+    it is renamed into place, so reports stay readable by whoever may read the folder.
+    """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
@@ -28,6 +40,7 @@ def atomic_path(path):
     os.close(fd)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -48,22 +61,46 @@ def read_json(path):
         return json.load(f)
 
 
-def write_csv(path, rows: list[dict], columns: list[str] | None = None):
+def write_csv(path, rows: list[dict], columns: list[str] | None = None, *,
+              exact: bool = False):
+    """Rows as CSV. Floats get 6 significant figures (tables for people to read), or with
+    ``exact`` their shortest exact form, for files read back as data (history.csv: a run
+    resumed after its last epoch reports its losses from it)."""
     columns = columns or list(dict.fromkeys(k for row in rows for k in row))
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: _csv_cell(row.get(k)) for k in columns})
+        writer.writerow({k: _csv_cell(row.get(k), exact) for k in columns})
     write_text(path, buf.getvalue())
 
 
-def _csv_cell(value):
+def _csv_cell(value, exact=False):
     if value is None:
         return ""
     if isinstance(value, float):
-        return f"{value:.6g}"
+        return repr(value) if exact else f"{value:.6g}"
     return value
+
+
+def writable_dir_problem(folder) -> str | None:
+    """Why no file could be written in ``folder`` (which may not exist yet), or None.
+
+    Probes with a temporary file in the folder, or in its nearest existing parent when
+    it is still to be made (nothing is left behind): a file in the way, a read-only
+    mount and missing permissions all show here rather than at a run's first write.
+    """
+    probe = os.path.abspath(os.fspath(folder))
+    while not os.path.lexists(probe) and os.path.dirname(probe) != probe:
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        return f"{probe} is not a folder"
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as err:
+        return f"cannot write in {probe} ({err.strerror or err})"
+    return None
 
 
 def read_csv(path) -> list[dict]:

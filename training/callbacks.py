@@ -69,7 +69,8 @@ class HistoryWriter(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         row = {"epoch": epoch + 1, **(logs or {}), "wall_s": round(time.time() - self.started, 2)}
         self.rows = [r for r in self.rows if int(r["epoch"]) != epoch + 1] + [row]
-        artifacts.write_csv(os.path.join(self.run_dir, "history.csv"), self.rows)
+        # exact floats: a run resumed after its last epoch reports its losses from here
+        artifacts.write_csv(os.path.join(self.run_dir, "history.csv"), self.rows, exact=True)
         artifacts.write_loss_curves(os.path.join(self.run_dir, "loss_curves.png"), self.rows,
                                   self.loss_pairs, self.title)
 
@@ -96,17 +97,19 @@ class TensorBoardLogger(keras.callbacks.Callback):
 
 
 class SampleGrid(keras.callbacks.Callback):
-    """A grid from fixed latents every ``every`` epochs: samples/epoch_XXX.png."""
+    """A grid every ``every`` epochs: samples/epoch_XXX.png. ``render()`` returns the
+    images [n, H, W, C] in [-1, 1]: samples from fixed latents, or a first stage's
+    reconstructions of fixed real images."""
 
-    def __init__(self, run_dir, latents, every=1, columns=8):
+    def __init__(self, run_dir, render, every=1, columns=8):
         super().__init__()
         self.folder = os.path.join(run_dir, "samples")
-        self.latents, self.every, self.columns = latents, every, columns
+        self.render, self.every, self.columns = render, every, columns
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every:
             return
-        images = np.asarray(self.model.generate(self.latents))
+        images = np.asarray(self.render())
         grid = artifacts.image_grid(artifacts.to_uint8(images), self.columns)
         artifacts.write_png(os.path.join(self.folder, f"epoch_{epoch + 1:03d}.png"), grid, scale=2)
 

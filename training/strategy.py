@@ -26,6 +26,19 @@ def _tpu_hinted() -> bool:
                 or os.path.exists("/dev/accel0") or os.path.exists("/dev/vfio/0"))
 
 
+def _check_tf_config(text: str) -> None:
+    """Fail early, naming TF_CONFIG, on a value MultiWorkerMirroredStrategy cannot use."""
+    try:
+        config = json.loads(text)
+    except ValueError as err:
+        raise RuntimeError(f"the environment variable TF_CONFIG is not valid JSON ({err}); "
+                           f"fix it (a JSON object with 'cluster' and 'task') or unset it") from err
+    if not isinstance(config, dict):
+        raise RuntimeError(f"the environment variable TF_CONFIG holds a JSON "
+                           f"{type(config).__name__}, not an object; fix it (a JSON object "
+                           f"with 'cluster' and 'task') or unset it")
+
+
 def choose_strategy(name: str = "auto") -> tf.distribute.Strategy:
     """auto: TPU if present, MultiWorker if TF_CONFIG is set, Mirrored if any GPU, else default."""
     if name not in STRATEGIES:
@@ -39,7 +52,7 @@ def choose_strategy(name: str = "auto") -> tf.distribute.Strategy:
     if name == "multiworker" or (name == "auto" and os.environ.get("TF_CONFIG")):
         if name == "multiworker" and not os.environ.get("TF_CONFIG"):
             raise RuntimeError("--strategy multiworker needs TF_CONFIG describing the cluster")
-        json.loads(os.environ["TF_CONFIG"])  # fail early on malformed JSON
+        _check_tf_config(os.environ["TF_CONFIG"])
         return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     if name == "mirrored":

@@ -10,6 +10,7 @@ uninterrupted one would have.
 """
 from __future__ import annotations
 
+import csv
 import dataclasses
 import os
 import shutil
@@ -24,6 +25,7 @@ from training.config import TrainConfig
 from training.strategy import is_chief
 
 _MAX_LOG_KEYS = 64
+_KEEP_CHECKPOINTS = 2  # the newest and one before it, to fall back on if the newest is damaged
 
 
 @dataclasses.dataclass
@@ -51,6 +53,24 @@ def _distribute(strategy, dataset):
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     options.deterministic = True
     return strategy.experimental_distribute_dataset(dataset.with_options(options))
+
+
+def read_history(run_dir) -> list:
+    """history.csv's rows (the epochs done), or [] when there is none; a damaged file is
+    a ValueError naming it and what to do."""
+    path = os.path.join(run_dir, "history.csv")
+    if not os.path.exists(path):
+        return []
+    try:
+        rows = artifacts.read_csv(path)
+        for row in rows:
+            int(row["epoch"])
+    except (OSError, UnicodeDecodeError, csv.Error, KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{path} is damaged ({type(err).__name__}: {err}); the losses of "
+                         f"the epochs before the checkpoint cannot be rebuilt from it: move it "
+                         f"aside to resume without them, or delete {run_dir} to train the run "
+                         f"afresh") from err
+    return rows
 
 
 def _reduce_logs(strategy, logs):
@@ -106,7 +126,7 @@ class Trainer:
         self.checkpoint = tf.train.Checkpoint(model=model, progress=self.progress,
                                               **model.checkpoint_objects())
         self.manager = tf.train.CheckpointManager(self.checkpoint, self._checkpoint_dir(),
-                                                  max_to_keep=2)
+                                                  max_to_keep=_KEEP_CHECKPOINTS)
 
     def _save(self, epochs_done=None):
         if epochs_done is not None:
@@ -129,11 +149,43 @@ class Trainer:
         self.progress.keys.assign(",".join(self.log_keys or []))
 
     def _restore(self):
-        latest = self.manager.latest_checkpoint
-        if latest is None:
-            return 0
-        self.checkpoint.read(latest).assert_existing_objects_matched()
-        return int(self.model.step_counter.numpy())
+        """Restore the newest checkpoint that reads back whole; returns its step (0: none).
+
+        A damaged one (a data shard deleted or truncated, a truncated index) is moved to
+        ``checkpoints/damaged/`` with a line saying so, and the one before it is tried:
+        the run resumes from there instead of failing on every rerun. Every variable is
+        assigned by a successful read, so a failed attempt leaves nothing behind.
+        """
+        folder = self._checkpoint_dir()
+        damaged = []
+        for path in reversed(self.manager.checkpoints):
+            try:
+                self.checkpoint.read(path).assert_existing_objects_matched()
+            except (tf.errors.OpError, ValueError, AssertionError, IndexError) as err:
+                # (IndexError: TF's reader on a truncated data shard)
+                damaged.append(path)
+                reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+                aside = os.path.join(folder, "damaged")
+                if self.chief:
+                    os.makedirs(aside, exist_ok=True)
+                    for part in tf.io.gfile.glob(path + ".*"):
+                        os.replace(part, os.path.join(aside, os.path.basename(part)))
+                    print(f"[train] checkpoint {path} is damaged ({type(err).__name__}: "
+                          f"{reason}); moved it to {aside}/ and trying the one before",
+                          flush=True)
+                continue
+            if damaged:  # forget the damaged ones, or the manager would count them as kept
+                kept = [p for p in self.manager.checkpoints if p not in damaged]
+                tf.compat.v1.train.update_checkpoint_state(
+                    folder, path, all_model_checkpoint_paths=kept)
+                self.manager = tf.train.CheckpointManager(self.checkpoint, folder,
+                                                          max_to_keep=_KEEP_CHECKPOINTS)
+            return int(self.model.step_counter.numpy())
+        if damaged:
+            raise RuntimeError(f"no checkpoint in {folder} reads back (the damaged ones are "
+                               f"in {folder}/damaged/); delete {self.run_dir} to start the "
+                               f"run afresh")
+        return 0
 
     def _set_trackers(self, keys):
         """One Mean tracker per log key, refilled from a mid-epoch checkpoint if any."""
@@ -158,6 +210,7 @@ class Trainer:
         @tf.function(autograph=False)
         def train_fn(iterator):
             logs = _reduce_logs(strategy, strategy.run(model.train_step, args=(next(iterator),)))
+            model.after_train_step()
             model.step_counter.assign_add(1)
             return logs
 
@@ -243,10 +296,7 @@ class Trainer:
         return TrainResult(history=rows, model=model, steps=step, resumed_from_step=start_step)
 
     def _previous_history(self, epochs_done):
-        path = os.path.join(self.run_dir, "history.csv")
-        if not os.path.exists(path):
-            return []
-        return [row for row in artifacts.read_csv(path) if int(row["epoch"]) <= epochs_done]
+        return [row for row in read_history(self.run_dir) if int(row["epoch"]) <= epochs_done]
 
     def _callbacks(self, model, history):
         cfg = self.config
@@ -254,12 +304,18 @@ class Trainer:
         if self.chief:
             pairs = getattr(model, "LOSS_PAIRS", [(model.TRAIN_LOSS_KEY, model.VAL_LOSS_KEY)])
             self.history_writer = cbs.HistoryWriter(self.run_dir, history, pairs, self.title)
-            latents = model.sample_latents(cfg.grid_size ** 2, seed=cfg.seed + 12345)
+            if model.IS_FIRST_STAGE:  # a first stage shows reconstructions of fixed images
+                source = self.val_source or self.train_source
+                real = next(iter(source.batches(cfg.grid_size ** 2)))[0]
+                render = lambda: model.reconstruct(real)  # noqa: E731
+            else:
+                latents = model.sample_latents(cfg.grid_size ** 2, seed=cfg.seed + 12345)
+                render = lambda: model.generate(latents)  # noqa: E731
             callbacks += [
                 self.history_writer,
                 cbs.TensorBoardLogger(os.path.join(self.run_dir, "tensorboard"),
                                       self.steps_per_epoch),
-                cbs.SampleGrid(self.run_dir, latents, every=cfg.sample_every,
+                cbs.SampleGrid(self.run_dir, render, every=cfg.sample_every,
                                columns=cfg.grid_size),
             ]
             if self.verbose:

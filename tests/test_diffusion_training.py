@@ -1,0 +1,149 @@
+"""The diffusion family trained through the runner: shared first stage, exact resume of
+stage 2 without retraining stage 1, loading a finished run, 1 vs 2 replicas."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from experiments.runner import check_shared_stages, is_complete
+from experiments.sample import main as sample_main, sample_run
+from tests.drivers.train_diffusion import run, tiny_plan
+from tests.drivers.train_vae import weights
+from training import artifacts
+from training.checkpoints import RunLoadError, load_run
+from training.config import ConfigError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _driver(*args):
+    return subprocess.run([sys.executable, "-m", "tests.drivers.train_diffusion", *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def _mtimes(folder):
+    return {name: os.stat(os.path.join(folder, name)).st_mtime_ns
+            for name in sorted(os.listdir(folder)) if not os.path.isdir(os.path.join(folder, name))}
+
+
+def _losses(run_dir):
+    return [{k: v for k, v in row.items() if k != "wall_s"}
+            for row in artifacts.read_csv(os.path.join(run_dir, "history.csv"))]
+
+
+def test_two_loss_rows_share_one_autoencoder_and_reload(tmp_path):
+    out = str(tmp_path)
+    mse, mae = tiny_plan(out, "mse"), tiny_plan(out, "mae")
+    assert mse.stages[0].run_dir == mae.stages[0].run_dir  # one folder for both rows
+    assert os.path.basename(mse.stages[0].run_dir) == "diffusion-autoencoder-z128-s0"
+    check_shared_stages([mse, mae])
+    run(mse)
+    ae_dir = mse.stages[0].run_dir
+    assert is_complete(mse.stages[0]) and is_complete(mse)
+    before = _mtimes(ae_dir)
+    ckpts = sorted(os.listdir(os.path.join(ae_dir, "checkpoints")))
+    metrics = run(mae)
+    # the finished first stage was reused: not one of its files was rewritten
+    assert _mtimes(ae_dir) == before
+    assert sorted(os.listdir(os.path.join(ae_dir, "checkpoints"))) == ckpts
+    assert metrics["stages"]["autoencoder"]["run"] == "../diffusion-autoencoder-z128-s0"
+    ae_metrics = json.load(open(os.path.join(ae_dir, "metrics.json")))
+    assert ae_metrics["latent_shape"] == [4, 4, 8] and ae_metrics["recon_mse"] > 0
+    # the runs load with one call, and sample what the run itself sampled
+    for plan in (mse, mae):
+        saved = np.load(os.path.join(plan.run_dir, "samples.npz"))["images"]
+        again = sample_run(plan.run_dir, n=len(saved), seed=plan.seed + 777)
+        np.testing.assert_array_equal(again, saved)
+    loaded = load_run(mae.run_dir)
+    assert loaded.family == "diffusion" and loaded.stage == "denoiser"
+    assert loaded.config.loss == "mae" and loaded.model.autoencoder is not None
+    assert float(loaded.model.latent_scale.numpy()) == pytest.approx(
+        1.0 / ae_metrics["latent_std"], rel=0.2)
+    # the sampling command: deterministic in the seed, .png and .npz
+    a, b = str(tmp_path / "a.npz"), str(tmp_path / "b.npz")
+    assert sample_main([mse.run_dir, "--n", "5", "--seed", "3", "--out", a]) == 0
+    assert sample_main([mse.run_dir, "--n", "5", "--seed", "3", "--out", b,
+                        "--set", "guidance_scale=1.0"]) == 0
+    np.testing.assert_array_equal(np.load(a)["images"], np.load(b)["images"])
+    assert np.load(a)["images"].shape == (5, 32, 32, 3)
+    assert sample_main([mse.run_dir, "--n", "4", "--out", str(tmp_path / "g.png")]) == 0
+    assert os.path.getsize(tmp_path / "g.png") > 0
+
+
+def test_bad_sampling_requests_are_refused(tmp_path, capsys):
+    plan = tiny_plan(str(tmp_path))
+    run(plan)
+    cases = [
+        ([plan.run_dir, "--set", "sampler=euler"], "unknown diffusion sampler"),
+        ([plan.run_dir, "--set", "guidance_scale=-1"], "guidance_scale must be >= 0"),
+        ([plan.run_dir, "--set", "no_such_field=1"], "unknown key"),
+        ([plan.stages[0].run_dir], "does not sample"),
+        ([str(tmp_path)], "not a run folder"),
+        ([plan.run_dir, "--out", str(tmp_path / "x.jpg")], "end it in .png"),
+    ]
+    for argv, message in cases:
+        assert sample_main(argv) == 2
+        assert message in capsys.readouterr().err
+    os.remove(os.path.join(plan.run_dir, "metrics.json"))
+    with pytest.raises(RunLoadError, match="unfinished run"):
+        load_run(plan.run_dir)
+
+
+def test_bad_diffusion_options_fail_before_training(tmp_path):
+    with pytest.raises(ConfigError, match="unknown diffusion sampler"):
+        tiny_plan(str(tmp_path), sampler="euler")
+    with pytest.raises(ConfigError, match="guidance_scale must be >= 0"):
+        tiny_plan(str(tmp_path), guidance_scale=-2.0)
+    # a first-stage folder left by another dataset or image size is refused up front
+    plan = tiny_plan(str(tmp_path))
+    ae = plan.stages[0]
+    os.makedirs(ae.run_dir)
+    identity = ae.identity()
+    identity.update(dataset="fashion_mnist", image_size=64)
+    artifacts.write_json(os.path.join(ae.run_dir, "config.json"), {"identity": identity})
+    with pytest.raises(ConfigError, match="another dataset, image_size"):
+        check_shared_stages([plan])
+    # two rows that would share the folder but disagree on the autoencoder
+    other = tiny_plan(str(tmp_path / "o"), "mae", ae_learning_rate=0.5)
+    with pytest.raises(ConfigError, match="different autoencoder stages"):
+        check_shared_stages([tiny_plan(str(tmp_path / "o")), other])
+
+
+def test_killed_denoiser_resumes_exactly_without_retraining_the_autoencoder(tmp_path):
+    tf.config.experimental.enable_op_determinism()
+    straight = tiny_plan(str(tmp_path / "straight"))
+    run(straight)
+    killed_out = str(tmp_path / "killed")
+    proc = _driver(killed_out, "--die-at", "3")  # the denoiser dies after its step 3
+    assert proc.returncode == 17, proc.stderr[-3000:]
+    killed = tiny_plan(killed_out)
+    assert is_complete(killed.stages[0]) and not is_complete(killed)
+    ae_files = _mtimes(killed.stages[0].run_dir)
+    metrics = run(killed)
+    assert metrics["resumed_from_step"] == 2  # epoch 2's first step was done before the kill
+    assert _mtimes(killed.stages[0].run_dir) == ae_files
+    for a, b in zip(weights(load_run(straight.run_dir).model),
+                    weights(load_run(killed.run_dir).model), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert _losses(straight.run_dir) == _losses(killed.run_dir)
+    np.testing.assert_array_equal(np.load(os.path.join(straight.run_dir, "samples.npz"))["images"],
+                                  np.load(os.path.join(killed.run_dir, "samples.npz"))["images"])
+
+
+def test_mirrored_two_cpus_equals_one_device(tmp_path):
+    out = tmp_path / "weights.npz"
+    proc = _driver(str(tmp_path), "--mirrored-compare", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    arrays = np.load(out)
+    n = len([k for k in arrays.files if k.startswith("one_") and k != "one_scale"])
+    assert n > 10
+    np.testing.assert_array_equal(arrays["one_scale"], arrays["two_scale"])
+    for i in range(n):
+        np.testing.assert_allclose(arrays[f"two_{i}"], arrays[f"one_{i}"], atol=1e-5, rtol=0)
+    # the step did something: the U-Net's output convolution starts at zero (its kernel
+    # and bias are the denoiser's last two weights) and has moved
+    assert np.abs(arrays[f"one_{n // 2 - 2}"]).max() > 0
