@@ -10,9 +10,10 @@ Name resolution in :func:`open_dataset`:
 3. Otherwise tfds (``celeb_a`` always goes here): a prepared copy in
    ``data_dir`` (tfds' default when None), else ``download_and_prepare`` when
    ``download=True``.
-4. If tfds cannot provide it, read-only system copies are tried (Debian's
-   ``/usr/share/datasets/fashion-mnist``); failing that, DatasetError says
-   what to download and where to put it.
+4. If tfds cannot provide it (offline it fails within seconds: the download
+   host is probed first), read-only system copies are tried (Debian's
+   ``/usr/share/datasets/fashion-mnist``), with a line on stderr saying so;
+   failing that, DatasetError says what to download and where to put it.
 
 ``ImageSource`` keeps a split decoded in memory as uint8 HWC and converts to
 float32 in [-1, 1] (``x / 127.5 - 1``) only inside the pipelines it returns.
@@ -23,8 +24,9 @@ nothing but ``(s, e)``, so a resumed run with ``skip_batches=k`` sees exactly
 the batches ``k, k+1, ...`` of the uninterrupted run.
 """
 
-import logging
+import hashlib
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +35,6 @@ import tensorflow as tf
 from data import catalog, cifar, folder, idx, synthetic, tfds_source
 from data.errors import DatasetError
 from data.transform import standardize_array
-
-logger = logging.getLogger(__name__)
 
 _OPEN_KEYS = ("image_size", "channels", "data_dir", "limit", "download", "seed")
 _BATCH_KEYS = ("shuffle_seed", "epoch", "skip_batches", "drop_remainder", "repeat")
@@ -65,6 +65,7 @@ class ImageSource:
         self.num_examples = int(images.shape[0])
         self.image_shape = tuple(int(d) for d in images.shape[1:])
         self.provenance = provenance
+        self._fingerprints = {}  # count -> sha256 hex
         with tf.device("/CPU:0"):  # the pipelines gather from these on the host
             self._images = tf.convert_to_tensor(images)  # uint8 [N, S, S, C]
             self._labels = tf.convert_to_tensor(np.asarray(labels, np.int32))  # int32 [N]
@@ -77,6 +78,19 @@ class ImageSource:
     def arrays(self):
         """(uint8 [N, S, S, C], int32 [N]) numpy copies of the cached split."""
         return self._images.numpy(), self._labels.numpy()
+
+    def fingerprint(self, count: int | None = None) -> str:
+        """SHA-256 (hex) of the first ``count`` (default: all) images' uint8 pixels and
+        shape: names exactly the images a statistic was computed from (the metrics'
+        reference cache is keyed by it)."""
+        count = self.num_examples if count is None else min(int(count), self.num_examples)
+        cached = self._fingerprints.get(count)
+        if cached is None:
+            images = self._images[:count].numpy()
+            digest = hashlib.sha256(repr(images.shape).encode())
+            digest.update(np.ascontiguousarray(images).tobytes())
+            cached = self._fingerprints[count] = digest.hexdigest()
+        return cached
 
     def steps_per_epoch(self, batch_size: int, drop_remainder: bool = False) -> int:
         """Batches in one epoch of batches(batch_size, drop_remainder=...)."""
@@ -215,8 +229,11 @@ def _load_named(name: str, split: str, data_dir: Path | None, download: bool,
     except tfds_source.TfdsUnavailable as unavailable:
         system_dirs = [Path(d) for d in catalog.SYSTEM_DIRS.get(name, []) if Path(d).is_dir()]
         offline = _load_offline(name, system_dirs, split, limit)
-        if offline is not None:
-            logger.info("%s: %s; using the system copy in %s", name, unavailable, system_dirs)
+        if offline is not None:  # said out loud: a different copy than the one asked for
+            where = f"data_dir {data_dir}" if data_dir else "data_dir (none given)"
+            print(f"[data] {catalog.PRETTY[name]} is not in {where} and tfds could not provide "
+                  f"it ({unavailable}); using the system copy in "
+                  f"{', '.join(map(str, system_dirs))}", file=sys.stderr, flush=True)
             return offline
         where = f"data_dir {data_dir}" if data_dir else "data_dir (none given)"
         raise DatasetError(f"{catalog.PRETTY[name]} not found in {where} and tfds could not "

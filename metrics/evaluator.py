@@ -159,24 +159,39 @@ def save_evaluator(model: keras.Model, info: dict, folder) -> dict:
         model.save_weights(tmp)
     os.replace(tmp, weights)
     info = {**info, "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}
-    tmp_info = folder / f"info.json.tmp{os.getpid()}"
-    tmp_info.write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp_info, folder / "info.json")
+    from training.artifacts import write_text  # atomic, with the permissions open() gives
+
+    write_text(folder / "info.json", json.dumps(info, indent=2, sort_keys=True) + "\n")
     return info
 
 
 def load_evaluator(folder) -> tuple[keras.Model, dict] | None:
+    """The cached evaluator in ``folder``, or None when there is none or it is damaged
+    (unreadable info.json, weights not matching the SHA-256 recorded in it, weights
+    that do not load): the caller then trains and saves a new one, so a damaged cache
+    costs one retraining instead of failing every run."""
     folder = Path(folder)
     info_path, weights = folder / "info.json", folder / "weights.weights.h5"
     if not (info_path.is_file() and weights.is_file()):
         return None
-    info = json.loads(info_path.read_text())
-    if info.get("format") != EVALUATOR_FORMAT:
+    try:
+        info = json.loads(info_path.read_text())
+        if not isinstance(info, dict):
+            raise ValueError("info.json is not a JSON object")
+        if info.get("format") != EVALUATOR_FORMAT:
+            return None
+        if hashlib.sha256(weights.read_bytes()).hexdigest() != info.get("weights_sha256"):
+            raise ValueError(f"{weights.name} does not match the SHA-256 recorded in info.json")
+        model = build_evaluator(info["image_shape"], info["num_classes"], info["config"]["width"])
+        model.load_weights(weights)
+        # what evaluator_network reads: missing keys fail here, not in a run's metrics
+        missing = [k for k in ("dataset", "test_accuracy", "feature_dim", "task") if k not in info]
+        if missing:
+            raise KeyError(f"info.json lacks {missing}")
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as err:
+        print(f"[metrics] the cached evaluator in {folder} is damaged ({type(err).__name__}: "
+              f"{err}); training it again", file=sys.stderr, flush=True)
         return None
-    if hashlib.sha256(weights.read_bytes()).hexdigest() != info.get("weights_sha256"):
-        raise MetricsError(f"{weights} does not match the digest in {info_path}; delete the folder")
-    model = build_evaluator(info["image_shape"], info["num_classes"], info["config"]["width"])
-    model.load_weights(weights)
     return model, info
 
 

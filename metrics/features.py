@@ -9,10 +9,12 @@ kept for KID / precision-recall (a bounded number) stay in memory, never the ima
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import sys
 import time
+import zipfile
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -24,7 +26,8 @@ from .stats import InceptionScoreAccumulator, RunningMoments
 
 # How many features per side are kept for KID and precision/recall.
 MAX_KEPT_FEATURES = 10_000
-STATS_FORMAT = 1
+# 2: keyed and checked by the count and fingerprint of the images used (and a .sha256).
+STATS_FORMAT = 2
 
 
 # --------------------------------------------------------------------------------------
@@ -213,13 +216,17 @@ class FeatureStats:
     meta: dict
 
     def save(self, path) -> None:
+        """Write the .npz atomically, then its SHA-256 beside it (``<name>.sha256``), which
+        readers check: a file without a matching digest is recomputed, never trusted."""
+        from training.artifacts import atomic_path, write_text
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-        with open(tmp, "wb") as f:
-            np.savez(f, mu=self.mu, sigma=self.sigma, features=self.features,
-                     n_samples=np.int64(self.n_samples), meta=np.array(json.dumps(self.meta)))
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, mu=self.mu, sigma=self.sigma, features=self.features,
+                         n_samples=np.int64(self.n_samples), meta=np.array(json.dumps(self.meta)))
+            digest = _sha256_file(tmp)
+        write_text(_checksum_path(path), f"{digest}  {path.name}\n")
 
     @classmethod
     def load(cls, path) -> "FeatureStats":
@@ -262,34 +269,93 @@ def collect(runner: FeatureRunner, batches: Iterable, *, limit: int | None, keep
 
 
 # --------------------------------------------------------------------------------------
-# Reference statistics, computed once per (dataset, split, network, image shape)
+# Reference statistics, cached per (dataset, split, network, image shape, the images used)
 # --------------------------------------------------------------------------------------
+def source_fingerprint(real, count: int) -> str:
+    """SHA-256 of the first ``count`` images of ``real``: what its statistics are computed from.
+
+    The same split opened with ``limit=64`` and without a limit are different image sets;
+    keying the cache by this (and the count) keeps one from ever standing in for the other.
+    """
+    fingerprint = getattr(real, "fingerprint", None)
+    if fingerprint is None:
+        raise MetricsError(f"{type(real).__name__} has no fingerprint(count) method; pass a "
+                           f"data.ImageSource (open_dataset) as the reference images")
+    return fingerprint(count)
+
+
 def reference_path(cache_dir, dataset: str, split: str, network_key: str, image_shape,
-                   limit: int | None) -> Path:
+                   count: int, fingerprint: str) -> Path:
     shape = "x".join(str(int(d)) for d in image_shape)
-    count = f"-first{limit}" if limit else ""
-    safe = f"{dataset}-{split}-{network_key}-{shape}{count}".replace("/", "_").replace(":", "_")
+    safe = (f"{dataset}-{split}-{network_key}-{shape}-n{int(count)}-{fingerprint[:16]}"
+            .replace("/", "_").replace(":", "_"))
     return Path(cache_dir) / "refstats" / f"{safe}.npz"
+
+
+def _checksum_path(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _load_verified(path: Path, *, cache_key: str, count: int, fingerprint: str):
+    """The cached statistics at ``path`` if they are intact and of exactly the requested
+    images, else None (with a line saying why, when a file was there but unusable)."""
+    if not path.is_file():
+        return None
+    recorded = _checksum_path(path)
+    try:
+        expected = recorded.read_text().split()[0]
+        if _sha256_file(path) != expected:
+            raise ValueError(f"its SHA-256 differs from the one recorded in {recorded.name}")
+        stats = FeatureStats.load(path)
+    except (OSError, ValueError, KeyError, IndexError, EOFError, zipfile.BadZipFile) as err:
+        print(f"[metrics] {path} is damaged ({type(err).__name__}: {err}); recomputing it",
+              file=sys.stderr, flush=True)
+        return None
+    meta = stats.meta
+    if (meta.get("format") != STATS_FORMAT or meta.get("cache_key") != cache_key
+            or meta.get("source_fingerprint") != fingerprint or stats.n_samples != count
+            or meta.get("n_samples") != count):
+        print(f"[metrics] {path} holds statistics of other images (recorded count "
+              f"{meta.get('n_samples')}, requested {count}); recomputing it",
+              file=sys.stderr, flush=True)
+        return None
+    return stats
+
+
+def _sha256_file(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def reference_stats(runner: FeatureRunner, real, *, cache_dir, batch_size: int = 100,
                     limit: int | None = None, seed: int = 0, progress: bool = True) -> FeatureStats:
-    """Statistics of the ImageSource ``real`` (all of its split unless ``limit``), cached.
+    """Statistics of the ImageSource ``real`` (all of it unless ``limit``), cached.
 
-    The kept features are a uniform random subset of at most MAX_KEPT_FEATURES images.
+    The cache file is keyed by the number of images and a fingerprint of them, both also
+    recorded inside it and checked on reading, with the file's SHA-256 beside it: a source
+    opened with ``open_dataset(limit=...)`` never shares statistics with the whole split,
+    and a damaged file is recomputed.  The kept features are a uniform random subset of at
+    most MAX_KEPT_FEATURES images.
     """
-    path = reference_path(cache_dir, real.name, real.split, runner.network.cache_key,
-                          real.image_shape, limit)
-    if path.is_file():
-        stats = FeatureStats.load(path)
-        if stats.meta.get("format") == STATS_FORMAT and stats.meta.get("cache_key") == runner.network.cache_key:
-            return stats
     total = real.num_examples if limit is None else min(limit, real.num_examples)
+    fingerprint = source_fingerprint(real, total)
+    key = runner.network.cache_key
+    path = reference_path(cache_dir, real.name, real.split, key, real.image_shape, total,
+                          fingerprint)
+    stats = _load_verified(path, cache_key=key, count=total, fingerprint=fingerprint)
+    if stats is not None:
+        return stats
     label = f"reference {real.name}/{real.split}"
     stats = collect(runner, real.batches(batch_size), limit=total, keep="random", seed=seed,
                     label=label, progress=progress)
+    if stats.n_samples != total:
+        raise MetricsError(f"{label}: {stats.n_samples} images arrived of the {total} announced")
     stats.meta.update({"format": STATS_FORMAT, "dataset": real.name, "split": real.split,
                        "image_shape": list(real.image_shape), "n_samples": stats.n_samples,
+                       "source_fingerprint": fingerprint,
                        "kept_features": int(len(stats.features)), "seed": seed})
     stats.save(path)
     return stats

@@ -1,6 +1,7 @@
 """Streaming: batches -> feature network -> float64 statistics -> metrics, with cached
 reference statistics, under tf.distribute strategies.  A tiny fixed feature network
 stands in for Inception so that these tests take seconds."""
+import hashlib
 import math
 import os
 import subprocess
@@ -13,7 +14,7 @@ import tensorflow as tf
 import metrics
 from metrics.errors import MetricsError
 from metrics.features import (FeatureNetwork, FeatureRunner, FeatureStats, RandomSubset,
-                                          collect, reference_path)
+                                          collect, reference_path, source_fingerprint)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -42,6 +43,9 @@ class ToySource:
         self.image_shape = tuple(images.shape[1:])
         self.class_names = list(class_names)
         self.calls = 0
+
+    def fingerprint(self, count):
+        return hashlib.sha256(self.images[:count].tobytes()).hexdigest()
 
     def steps_per_epoch(self, batch_size, drop_remainder=False):
         return len(self.images) // batch_size if drop_remainder else -(-len(self.images) // batch_size)
@@ -136,7 +140,8 @@ def test_compute_metrics_end_to_end_with_cached_reference(tmp_path, capsys):
     assert bad["precision"] < good["precision"]
     assert 1.0 <= good["is"] <= 5.0 and good["is_std"] >= 0
 
-    path = reference_path(tmp_path, "toy", "train", "toy-v1", (16, 16, 3), None)
+    path = reference_path(tmp_path, "toy", "train", "toy-v1", (16, 16, 3), 1200,
+                          source_fingerprint(real, 1200))
     ref = FeatureStats.load(path)
     assert ref.n_samples == 1200 and ref.meta["n_samples"] == 1200
     assert ref.meta["kept_features"] == len(ref.features) == 1200  # under MAX_KEPT_FEATURES
