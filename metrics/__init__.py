@@ -30,7 +30,7 @@ from .inception import NETWORK_NAME, build_fid_inception, preprocess, tf1_resize
 from .stats import (InceptionScoreAccumulator, RunningMoments, frechet_distance, inception_score,
                     kernel_inception_distance, precision_recall)
 from .weights import (WEIGHT_SOURCES, WEIGHTS_FLAG, cached_weights, default_cache_dir,
-                      load_inception_weights, resolve_weights_file)
+                      load_inception_weights, read_inception_tensors, resolve_weights_file)
 
 __all__ = [
     "MetricsError", "resolve_metric_network", "compute_metrics", "NETWORK_CHOICES",
@@ -90,9 +90,11 @@ def inception_feature_network(inception_weights=None, cache_dir=None, *, model=N
         key = (str(path.resolve()), id(strategy))
         model = _INCEPTION_CACHE.get(key)
         if model is None:
+            # Read and check the file before building the 95 MB network: a bad file fails fast.
+            tensors = read_inception_tensors(path)
             with strategy.scope():
                 model = build_fid_inception()
-            load_inception_weights(model, path)
+            load_inception_weights(model, path, tensors=tensors)
             _INCEPTION_CACHE.clear()  # one copy (95 MB) at a time
             _INCEPTION_CACHE[key] = model
 

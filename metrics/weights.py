@@ -245,12 +245,13 @@ def _is_ignorable_torch_buffer(name: str, array) -> bool:
             and np.issubdtype(np.asarray(array).dtype, np.integer))
 
 
-def assign_inception_weights(model, tensors: dict, fmt: str) -> dict:
-    """Copy ``tensors`` (``fmt`` 'tf' or 'torch' names) into ``model``, each exactly once."""
+def check_inception_names(tensors: dict, fmt: str) -> tuple[dict, list]:
+    """(expected name -> WeightEntry, ignored buffer names); MetricsError unless ``tensors``
+    (``fmt`` 'tf' or 'torch' names) holds every weight of the network and nothing else.
+    Needs no network built: a wrong file is refused before the 95 MB build."""
     if fmt not in ("tf", "torch"):
         raise ValueError(fmt)
-    table = weight_table()
-    expected = {(e.tf_name if fmt == "tf" else e.torch_name): e for e in table}
+    expected = {(e.tf_name if fmt == "tf" else e.torch_name): e for e in weight_table()}
     ignored = sorted(k for k, v in tensors.items()
                      if fmt == "torch" and k not in expected and _is_ignorable_torch_buffer(k, v))
     missing = sorted(set(expected) - set(tensors))
@@ -260,6 +261,12 @@ def assign_inception_weights(model, tensors: dict, fmt: str) -> dict:
             f"Inception weights ({fmt} names) do not match the network: "
             f"{len(missing)} missing {missing[:5]}{' ...' if len(missing) > 5 else ''}, "
             f"{len(extra)} extra {extra[:5]}{' ...' if len(extra) > 5 else ''}")
+    return expected, ignored
+
+
+def assign_inception_weights(model, tensors: dict, fmt: str) -> dict:
+    """Copy ``tensors`` (``fmt`` 'tf' or 'torch' names) into ``model``, each exactly once."""
+    expected, ignored = check_inception_names(tensors, fmt)
     assigned: dict[int, str] = {}
     for name, entry in expected.items():
         variable = getattr(model.get_layer(entry.layer), entry.attr)
@@ -576,14 +583,40 @@ def detect_format(path) -> str:
     return "pb"
 
 
-def load_inception_weights(model, path, *, verify: bool = True) -> dict:
-    """Load ``path`` (.pth / .tgz / .pb) into a :func:`build_fid_inception` model."""
+def read_inception_tensors(path, *, verify: bool = True) -> tuple[dict, str, str | None]:
+    """(tensors by name, 'tf' | 'torch' naming, SHA-256 or None) of a weights file, checked
+    against the recorded digest first and then for exactly the network's tensor names;
+    any unreadable or unfit file is a one-line MetricsError.
+
+    Needs no network built, so run_all.py calls it (through
+    ``metrics.inception_feature_network``) before anything trains.
+    """
     path = Path(path)
-    digest = verify_checksum(path) if verify else None
-    fmt = detect_format(path)
-    if fmt == "pth":
-        report = assign_inception_weights(model, read_torch_state_dict(path), "torch")
-    else:
-        data = _read_tgz_graph(path) if fmt == "tgz" else path.read_bytes()
-        report = assign_inception_weights(model, read_graphdef_tensors(data), "tf")
+    try:
+        digest = verify_checksum(path) if verify else None
+        fmt = detect_format(path)
+        if fmt == "pth":
+            tensors, naming = read_torch_state_dict(path), "torch"
+        else:
+            data = _read_tgz_graph(path) if fmt == "tgz" else path.read_bytes()
+            tensors, naming = read_graphdef_tensors(data), "tf"
+        check_inception_names(tensors, naming)
+        return tensors, naming, digest
+    except MetricsError as err:
+        message = " ".join(str(err).split())  # one line, whatever a reader said
+        raise MetricsError(message if str(path) in message else f"{path}: {message}") from err
+    except Exception as err:  # a file crafted or damaged in a way the readers did not foresee
+        raise MetricsError(f"{path}: not usable as Inception weights ({type(err).__name__}: "
+                           f"{err}); pass the published .pth or inception-2015-12-05.tgz") from err
+
+
+def load_inception_weights(model, path, *, verify: bool = True, tensors=None) -> dict:
+    """Load ``path`` (.pth / .tgz / .pb) into a :func:`build_fid_inception` model.
+
+    tensors: what :func:`read_inception_tensors` returned for ``path``, if already read.
+    """
+    path = Path(path)
+    tensors, naming, digest = tensors or read_inception_tensors(path, verify=verify)
+    report = assign_inception_weights(model, tensors, naming)
+    fmt = "pth" if naming == "torch" else detect_format(path)
     return {**report, "format": fmt, "sha256": digest, "path": str(path)}
