@@ -11,7 +11,8 @@
   ``train`` is everything else.
 * Images are read with PIL, converted to RGB (or gray for ``channels=1``),
   centre-cropped to a square and resized with PIL's antialiased bilinear
-  filter.  An unreadable file raises DatasetError naming it.
+  filter.  16-bit gray images are scaled to 8 bits (not clipped).  An unreadable
+  file raises DatasetError naming it.
 """
 
 import hashlib
@@ -59,11 +60,26 @@ def _classes(root: Path, paths: list):
     return class_names, [index[p.split("/", 1)[0]] for p in paths]
 
 
+def _eight_bit(image, path: Path):
+    """16-bit gray images ('I;16*', or 'I' as PIL opens some) scaled to 8 bits.
+
+    PIL's convert('L') clips them at 255, which turns all but the darkest 0.4% of a
+    0..65535 range white; here 65535 -> 255 with rounding (x * 255 / 65535).
+    """
+    if not (image.mode.startswith("I;16") or image.mode == "I"):
+        return image
+    values = np.asarray(image).astype(np.int64)
+    if values.size and (values.min() < 0 or values.max() > 65535):
+        raise DatasetError(f"{path}: integer pixels span {values.min()}..{values.max()}, beyond "
+                           f"16 bits; convert the image to 8 or 16 bits per channel")
+    return Image.fromarray(((values * 255 + 32767) // 65535).astype(np.uint8))  # mode L
+
+
 def read_image(path: Path, image_size: int, channels: int) -> np.ndarray:
     """One file -> uint8 [image_size, image_size, channels]."""
     try:
         with Image.open(path) as image:
-            image = image.convert("L" if channels == 1 else "RGB")
+            image = _eight_bit(image, path).convert("L" if channels == 1 else "RGB")
             width, height = image.size
             side = min(width, height)
             left, top = (width - side) // 2, (height - side) // 2

@@ -1,7 +1,9 @@
 """Datasets read through TensorFlow Datasets (the path most users take).
 
 ``tfds.builder(name, data_dir=data_dir)``; ``download_and_prepare`` runs only
-when the data is not prepared yet and ``download=True``; any failure there
+when the data is not prepared yet, ``download=True`` and the download host
+answers within seconds (offline, tfds would retry for minutes); a failed
+download's partial files are removed; any failure there
 (no network, missing optional dependency, ...) becomes :class:`TfdsUnavailable`
 so the caller can try other offline copies and then explain what to
 download.  Images are decoded, centre-cropped to a square (CelebA only: its
@@ -10,10 +12,17 @@ collected into uint8 numpy arrays.  CelebA has no class label: label 0 and
 ``class_names == ['face']``.
 """
 
+import os
+import shutil
+import socket
+import threading
+from pathlib import Path
+from urllib.parse import urlparse
+
 import numpy as np
 import tensorflow as tf
 
-from data.catalog import CELEB_A_CLASS_NAMES
+from data.catalog import CELEB_A_CLASS_NAMES, CIFAR_URLS, IDX_BASE_URLS
 from data.errors import DatasetError
 from data.raw import RawSplit
 from data.transform import center_crop_square, check_channels, standardize
@@ -44,13 +53,62 @@ def prepare(name: str, data_dir, download: bool):
     if not download:
         raise TfdsUnavailable(f"tfds has no prepared copy in {builder.data_dir} and "
                               f"download=False")
+    # Offline, tfds retries each download for minutes before giving up: look first.
+    host = DOWNLOAD_HOSTS.get(name)
+    if host is not None and not reachable(*host):
+        raise TfdsUnavailable(f"offline: {host[0]} cannot be reached, so nothing was "
+                              f"downloaded")
+    root = Path(builder.data_dir_root)
+    before = _tree(root)
     try:
         builder.download_and_prepare()
     except Exception as error:  # network errors, missing extras, ...
+        _remove_new(root, before)
         first_line = (str(error).strip().splitlines() or [""])[0]
         raise TfdsUnavailable(f"tfds download_and_prepare failed ({type(error).__name__}: "
                               f"{first_line})") from error
     return builder
+
+
+# Where tfds downloads each dataset from (host, port), probed before a download.
+DOWNLOAD_HOSTS = {
+    name: (urlparse(url).hostname, 443 if urlparse(url).scheme == "https" else 80)
+    for name, url in {**CIFAR_URLS, **IDX_BASE_URLS}.items()
+}
+DOWNLOAD_HOSTS["celeb_a"] = ("drive.google.com", 443)
+PROBE_SECONDS = 5.0
+
+
+def reachable(host: str, port: int, timeout: float = PROBE_SECONDS) -> bool:
+    """Whether a TCP connection to host:port opens within ``timeout`` seconds (name
+    lookup included, which socket timeouts do not bound, hence the thread)."""
+    outcome = []
+
+    def probe():
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            outcome.append(True)
+        except OSError:
+            outcome.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(outcome and outcome[0])
+
+
+def _tree(root: Path) -> set:
+    return {Path(d) / f for d, dirs, files in os.walk(root) for f in [*dirs, *files]}
+
+
+def _remove_new(root: Path, before: set) -> None:
+    """Delete what a failed download left under ``root`` (partial and .tmp files, empty
+    folders), deepest first; what was there before is kept."""
+    for path in sorted(_tree(root) - before, key=lambda p: len(p.parts), reverse=True):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def load(name: str, builder, split: str, image_size: int, channels: int,
