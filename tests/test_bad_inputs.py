@@ -1,0 +1,621 @@
+"""The bad-input campaign: what a hostile but realistic user does to run_all.py, and what
+must happen (README, "What happens when").
+
+CASES is the campaign as data: one Case per bad input or fault, each naming the cause it
+covers (issue 10's numbering) and what the command must do: its exit status, a phrase of
+its message, whether anything may train, and any check of the files afterwards. To add a
+case, append a Case; ``setup`` prepares the scene (earlier runs, damaged files,
+environment) and may return extra command-line arguments. Causes that sit below
+run_all.py (a data reader, the cache, a file writer) have their own tests further down.
+
+Every command is ``run_all.main`` in this process on the smoke profile and the synthetic
+dataset (or Fashion-MNIST where the cause is about it), so a case takes seconds.
+"""
+from __future__ import annotations
+
+import collections
+import csv
+import dataclasses
+import json
+import os
+import pickle
+import stat
+import time
+import zipfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+
+import run_all
+
+FASHION = "/usr/share/datasets/fashion-mnist"
+RUN = "vae-elbo-b8-z128-s0"  # the run of BASE's selector
+BASE = ["--profile", "smoke", "--only", "vae/elbo@128", "--dataset", "synthetic",
+        "--metrics", "none", "--quiet"]
+needs_fashion = pytest.mark.skipif(not os.path.isdir(FASHION),
+                                   reason=f"Debian's dataset-fashion-mnist is not installed "
+                                          f"({FASHION} missing)")
+
+
+@dataclasses.dataclass
+class Case:
+    item: int  # the cause's number in issue 10
+    name: str
+    args: list = dataclasses.field(default_factory=list)  # after BASE (later flags win)
+    setup: Callable | None = None  # (tmp_path, monkeypatch) -> extra args or None
+    code: int = run_all.EXIT_BAD_INPUT
+    message: str = ""  # must appear in stderr
+    trains: bool = False  # may the command train (or finish) a run?
+    check: Callable | None = None  # (tmp_path, stdout, stderr) -> None, after the command
+    marks: tuple = ()
+
+
+def main(tmp_path, *args, capsys=None):
+    """run_all.main with --out tmp_path/o; (exit status, stdout, stderr)."""
+    argv = [*BASE, "--out", str(tmp_path / "o"), *args]
+    try:
+        code = run_all.main(argv)
+    except SystemExit as exit_:  # argparse's errors
+        code = exit_.code
+    if capsys is None:
+        return code, "", ""
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _finished(tmp_path, *args):
+    """An earlier, successful command in the same --out (part of a case's setup)."""
+    code, _, _ = main(tmp_path, *args)
+    assert code == 0, f"setup command {args} failed"
+
+
+def run_dir(tmp_path, name=RUN):
+    return tmp_path / "o" / "runs" / name
+
+
+def _metrics(tmp_path, name=RUN):
+    return json.loads((run_dir(tmp_path, name) / "metrics.json").read_text())
+
+
+def _table(tmp_path, name="table_3_1"):
+    with open(tmp_path / "o" / f"{name}.csv") as f:
+        return list(csv.DictReader(f))
+
+
+# ----------------------------------------------------------------- scene builders
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENBENCH_CACHE", str(tmp_path / "cache"))
+
+
+def _fashion_run_then(tmp_path, monkeypatch):
+    _finished(tmp_path, "--dataset", "fashion_mnist", "--data-dir", FASHION)
+
+
+def _smoke_run(tmp_path, monkeypatch):
+    _finished(tmp_path)
+
+
+def _scored_run(tmp_path, monkeypatch):
+    _cache(tmp_path, monkeypatch)
+    _finished(tmp_path)
+
+
+# The quick and paper runs of the elbo@128 row share a folder name (batch 128); at 8
+# pixels a quick run takes seconds.
+TINY_QUICK = ["--profile", "quick", "--image-size", "8"]
+TINY_PAPER = ["--profile", "paper", "--image-size", "8"]
+
+
+def _quick_run(finished):
+    def setup(tmp_path, monkeypatch):
+        _finished(tmp_path, *TINY_QUICK)
+        if not finished:
+            (run_dir(tmp_path, "vae-elbo-b128-z128-s0") / "metrics.json").unlink()
+    return setup
+
+
+def _unfinished_run(tmp_path, monkeypatch):
+    _finished(tmp_path)
+    (run_dir(tmp_path) / "metrics.json").unlink()
+
+
+def _remember_losses(tmp_path, monkeypatch):
+    _finished(tmp_path)
+    saved = _metrics(tmp_path)
+    (tmp_path / "uninterrupted.json").write_text(json.dumps(saved))
+    (run_dir(tmp_path) / "metrics.json").unlink()
+
+
+def _same_losses_as_uninterrupted(tmp_path, out, err):
+    before = json.loads((tmp_path / "uninterrupted.json").read_text())
+    after = _metrics(tmp_path)
+    assert after["resumed_from_step"] > 0  # it did resume, after its last epoch
+    for key in ("train_loss", "val_loss", "steps"):
+        assert after[key] == before[key], key
+
+
+def _damage_checkpoint(how):
+    def setup(tmp_path, monkeypatch):
+        _remember_losses(tmp_path, monkeypatch)
+        folder = run_dir(tmp_path) / "checkpoints"
+        newest = max(int(p.name.split("-")[1].split(".")[0]) for p in folder.glob("ckpt-*.index"))
+        data = sorted(folder.glob(f"ckpt-{newest}.data-*"))[0]
+        index = folder / f"ckpt-{newest}.index"
+        if how == "deleted data":
+            data.unlink()
+        elif how == "truncated data":
+            data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+        else:
+            index.write_bytes(index.read_bytes()[: index.stat().st_size // 2])
+    return setup
+
+
+def _recovered_from_older_checkpoint(tmp_path, out, err):
+    _same_losses_as_uninterrupted(tmp_path, out, err)
+    assert "is damaged" in out and "trying the one before" in out
+    assert list((run_dir(tmp_path) / "checkpoints" / "damaged").glob("ckpt-*"))
+
+
+def _write(relative, content: bytes):
+    def setup(tmp_path, monkeypatch):
+        _finished(tmp_path)
+        path = run_dir(tmp_path) / relative
+        if relative != "metrics.json":
+            (run_dir(tmp_path) / "metrics.json").unlink()  # an unfinished run
+        path.write_bytes(content)
+    return setup
+
+
+def _table_has_the_row_again(tmp_path, out, err):
+    assert _metrics(tmp_path)["run"] == RUN  # rewritten whole
+    assert [r["latent_size"] for r in _table(tmp_path)] == ["128"]
+    assert "is damaged" in out
+
+
+def _garbage_metrics_in_another_run(tmp_path, monkeypatch):
+    _finished(tmp_path, "--only", "vae/elbo")
+    (run_dir(tmp_path, "vae-elbo-b8-z2048-s0") / "metrics.json").write_text("[1, 2]")
+
+
+def _both_rows_except_the_damaged(tmp_path, out, err):
+    # the damaged run (not requested) is left out of the table, the suite carries on
+    assert [r["latent_size"] for r in _table(tmp_path)] == ["128"]
+
+
+def _both_rows_in_the_table(tmp_path, out, err):
+    assert [r["latent_size"] for r in _table(tmp_path)] == ["128", "2048"]
+    assert "complete" not in err
+
+
+def _fake_stage(identity_dataset):
+    """A shared first stage (as multi-stage families have) whose folder holds another
+    dataset's stage: plans get it through the same StagePlan.identity() mechanism."""
+    def setup(tmp_path, monkeypatch):
+        import experiments.runner as runner
+
+        folder = tmp_path / "o" / "runs" / "vae-autoencoder-z128-s0"
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text(json.dumps(
+            {"identity": {"stage": "autoencoder", "dataset": "fashion_mnist"}}))
+
+        class Stage:
+            stage, run_dir, name = "autoencoder", str(folder), folder.name
+
+            def identity(self):
+                return {"stage": "autoencoder", "dataset": identity_dataset}
+
+        real = runner.plan_run
+
+        def plan_with_stage(*args, **kwargs):
+            plan = real(*args, **kwargs)
+            plan.stages = [Stage()]
+            return plan
+
+        monkeypatch.setattr(runner, "plan_run", plan_with_stage)
+    return setup
+
+
+def _names(err, what):
+    assert what in err.split("holds a", 1)[1], err
+
+
+def _inception_file(kind):
+    def setup(tmp_path, monkeypatch):
+        _cache(tmp_path, monkeypatch)
+        path = tmp_path / {"garbage": "weights.pth", "fake tgz": "inception-2015-12-05.tgz",
+                           "truncated zip": "weights.pth", "empty state dict": "weights.pth",
+                           "malicious": "weights.pth"}[kind]
+        noise = np.random.default_rng(0).bytes(4096)
+        if kind == "garbage":
+            path.write_bytes(noise)
+        elif kind == "fake tgz":
+            path.write_bytes(b"\x1f\x8b\x08\x00" + noise[:512])
+        else:
+            with zipfile.ZipFile(path, "w") as archive:
+                payload = (collections.OrderedDict() if kind != "malicious"
+                           else _Exploit(str(tmp_path / "pwned")))
+                archive.writestr("archive/data.pkl", pickle.dumps(payload, protocol=2))
+                archive.writestr("archive/version", "3\n")
+            if kind == "truncated zip":
+                path.write_bytes(path.read_bytes()[:60])
+        return ["--metrics", "inception", "--inception-weights", str(path)]
+    return setup
+
+
+class _Exploit:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def _not_pwned(tmp_path, out, err):
+    assert not (tmp_path / "pwned").exists()
+
+
+def _file_at(env):
+    def setup(tmp_path, monkeypatch):
+        blocker = tmp_path / "a-file"
+        blocker.write_text("not a folder")
+        if env == "HOME":
+            monkeypatch.delenv("GENBENCH_CACHE", raising=False)
+            monkeypatch.setenv("HOME", str(blocker))
+        else:
+            monkeypatch.setenv("GENBENCH_CACHE", str(blocker))
+        return ["--metrics", "evaluator"]
+    return setup
+
+
+def _out_is_a_file(below):
+    def setup(tmp_path, monkeypatch):
+        blocker = tmp_path / "a-file"
+        blocker.write_text("not a folder")
+        return ["--out", str(blocker / "reports" if below else blocker)]
+    return setup
+
+
+def _read_only_out(tmp_path, monkeypatch):
+    if os.geteuid() == 0:
+        pytest.skip("root writes into read-only folders; the file cases cover the check")
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    return ["--out", str(folder / "reports")]
+
+
+def _offline_empty_data_dir(tmp_path, monkeypatch):
+    import tensorflow_datasets as tfds
+
+    from data import catalog, tfds_source
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setattr(tfds_source, "reachable", lambda *a, **k: False, raising=False)
+    monkeypatch.setitem(catalog.SYSTEM_DIRS, "fashion_mnist", [])
+
+    def no_download(self, *args, **kwargs):
+        (tmp_path / "download-attempted").touch()
+        raise OSError("offline")
+
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", no_download)
+    return ["--dataset", "fashion_mnist", "--data-dir", str(empty)]
+
+
+def _no_download_no_leftovers(tmp_path, out, err):
+    assert not (tmp_path / "download-attempted").exists()
+    assert os.listdir(tmp_path / "empty") == []
+    assert "train-images-idx3-ubyte.gz" in err and "DATA_DIR" in err
+
+
+def _evaluator_run_then(damage):
+    def setup(tmp_path, monkeypatch):
+        _cache(tmp_path, monkeypatch)
+        _finished(tmp_path, "--metrics", "evaluator")
+        (run_dir(tmp_path) / "metrics.json").unlink()
+        cache = tmp_path / "cache"
+        if damage == "info.json":
+            (info,) = cache.glob("evaluator/*/info.json")
+            info.write_text("{ garbage")
+        else:
+            (stats,) = cache.glob("refstats/*.npz")
+            stats.write_bytes(stats.read_bytes()[: stats.stat().st_size // 2])
+        return ["--metrics", "evaluator"]
+    return setup
+
+
+def _cache_rebuilt(tmp_path, out, err):
+    assert "is damaged" in err or "damaged" in out
+    assert np.isfinite(_metrics(tmp_path)["fid"])
+    (info,) = (tmp_path / "cache").glob("evaluator/*/info.json")
+    json.loads(info.read_text())
+
+
+def _interrupt_at_step(step):
+    def setup(tmp_path, monkeypatch):
+        from training import callbacks
+
+        real = callbacks.Checkpointer.on_train_batch_end
+
+        def interrupted(self, at, logs=None):
+            real(self, at, logs)
+            if at == step:
+                raise KeyboardInterrupt
+        monkeypatch.setattr(callbacks.Checkpointer, "on_train_batch_end", interrupted)
+    return setup
+
+
+def _one_line_then_resumes(tmp_path, out, err):
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "step 3" in lines[0] and "resume" in lines[0], err
+    assert not (run_dir(tmp_path) / "metrics.json").exists()
+
+
+def _tf_config(value):
+    def setup(tmp_path, monkeypatch):
+        monkeypatch.setenv("TF_CONFIG", value)
+    return setup
+
+
+CASES = [
+    # 1. A finished run is reused only if it is the run asked for.
+    Case(1, "synthetic over a Fashion-MNIST run", setup=_fashion_run_then,
+         message="dataset: recorded 'fashion_mnist', requested 'synthetic'",
+         marks=(needs_fashion,)),
+    Case(1, "paper profile over a quick run", TINY_PAPER, setup=_quick_run(finished=True),
+         message="profile: recorded 'quick', requested 'paper'"),
+    Case(1, "paper profile over an unfinished quick run", TINY_PAPER,
+         setup=_quick_run(finished=False), message="profile: recorded 'quick', requested 'paper'"),
+    Case(1, "another metric network over a scored run", ["--metrics", "evaluator"],
+         setup=_scored_run, message="scored with metric network 'not computed'"),
+    Case(1, "shared first-stage folder of another dataset", setup=_fake_stage("synthetic"),
+         message="vae-autoencoder-z128-s0 holds a",
+         check=lambda tmp_path, out, err: _names(err, "dataset")),
+    # 2. Rerunning a subset keeps the other rows.
+    Case(2, "a subset rerun keeps the finished rows", ["--only", "vae/elbo@2048"],
+         setup=_smoke_run, code=0, trains=True, check=_both_rows_in_the_table),
+    # 3. Resumed after its last epoch: the losses of an uninterrupted run, exactly.
+    Case(3, "resumed after the last epoch", setup=_remember_losses, code=0, trains=True,
+         check=_same_losses_as_uninterrupted),
+    # 4. Inception weights are loaded and checked before anything trains.
+    *[Case(4, f"--inception-weights: {kind}", setup=_inception_file(kind),
+           message="weights.pth" if kind != "fake tgz" else "inception-2015-12-05.tgz",
+           check=_not_pwned)
+      for kind in ("garbage", "truncated zip", "fake tgz", "empty state dict", "malicious")],
+    # 5. An unwritable cache is found before anything trains.
+    Case(5, "GENBENCH_CACHE is a file", setup=_file_at("GENBENCH_CACHE"),
+         message="GENBENCH_CACHE"),
+    Case(5, "HOME is not a folder, no GENBENCH_CACHE", setup=_file_at("HOME"),
+         message="is not a folder; set GENBENCH_CACHE"),
+    # 6. An unusable --out is found before anything trains.
+    Case(6, "--out is a file", setup=_out_is_a_file(below=False), message="is not a folder"),
+    Case(6, "--out below a file", setup=_out_is_a_file(below=True), message="is not a folder"),
+    Case(6, "--out on a read-only folder", setup=_read_only_out, message="cannot write"),
+    # 7, 8. Sizes that would exhaust memory are refused, saying the bound.
+    Case(7, "--seeds 1e20", ["--seeds", str(10 ** 20)], message="give 1 to 100"),
+    Case(8, "--image-size 65536", ["--image-size", "65536"], message="8 to 256 pixels"),
+    Case(8, "--image-size 4", ["--image-size", "4"], message="8 to 256 pixels"),
+    # 9. Offline with an empty --data-dir: fail fast, say where the files go, leave nothing.
+    Case(9, "offline, empty --data-dir", setup=_offline_empty_data_dir,
+         message="fashion-mnist.s3-website", check=_no_download_no_leftovers),
+    # 10. A damaged newest checkpoint: resume from the one before.
+    *[Case(10, f"checkpoint: {how}", setup=_damage_checkpoint(how), code=0, trains=True,
+           check=_recovered_from_older_checkpoint)
+      for how in ("deleted data", "truncated data", "truncated index")],
+    # 11. A damaged metrics.json: that run is finished again; the others and the tables go on.
+    Case(11, "garbage metrics.json", setup=_write("metrics.json", b"\x00garbage{"), code=0,
+         trains=True, check=_table_has_the_row_again),
+    Case(11, "metrics.json holds a JSON list", setup=_write("metrics.json", b"[1, 2, 3]"),
+         code=0, trains=True, check=_table_has_the_row_again),
+    Case(11, "garbage metrics.json in a run not asked for", setup=_garbage_metrics_in_another_run,
+         code=0, check=_both_rows_except_the_damaged),
+    # 12. Damaged files of an unfinished run: name the file and what to do.
+    Case(12, "garbage config.json", setup=_write("config.json", b"{\x00 not json"),
+         message="config.json is damaged"),
+    Case(12, "history.csv without an epoch column", setup=_write("history.csv", b"a,b\n1,2\n"),
+         message="history.csv is damaged"),
+    Case(12, "binary history.csv", setup=_write("history.csv", b"\xff\xfe\x00\x81garbage"),
+         message="history.csv is damaged"),
+    # 13. Damaged caches are verified and rebuilt.
+    Case(13, "garbage evaluator info.json", setup=_evaluator_run_then("info.json"), code=0,
+         trains=True, check=_cache_rebuilt),
+    Case(13, "truncated reference statistics", setup=_evaluator_run_then("refstats"), code=0,
+         trains=True, check=_cache_rebuilt),
+    # 14. Ctrl-C: one line, where it stopped, exit 130.
+    Case(14, "Ctrl-C during training", setup=_interrupt_at_step(3),
+         code=run_all.EXIT_INTERRUPTED, trains=True, check=_one_line_then_resumes),
+    # 15. A malformed TF_CONFIG is named.
+    Case(15, "malformed TF_CONFIG", setup=_tf_config("{cluster: nope"), message="TF_CONFIG"),
+    Case(15, "TF_CONFIG holding a list", setup=_tf_config("[1, 2]"), message="TF_CONFIG"),
+]
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=f"{c.item}: {c.name}", marks=c.marks)
+                                  for c in CASES])
+def test_campaign(case, tmp_path, capsys, monkeypatch):
+    import experiments.runner as runner
+
+    extra = (case.setup(tmp_path, monkeypatch) if case.setup else None) or []
+    capsys.readouterr()
+    if not case.trains:  # nothing may train: execute_run is where every run starts
+        def refuse(plan, **kwargs):
+            raise AssertionError(f"{plan.name} started training")
+        monkeypatch.setattr(runner, "execute_run", refuse)
+    code, out, err = main(tmp_path, *case.args, *extra, capsys=capsys)
+    assert code == case.code, err[-3000:]
+    assert case.message in err, err[-3000:]
+    if case.code == run_all.EXIT_BAD_INPUT:  # one clear line, no traceback
+        assert "Traceback" not in err
+        assert len([line for line in err.splitlines() if "error" in line]) == 1, err
+    if case.check:
+        case.check(tmp_path, out, err)
+
+
+# ----------------------------------------------------------------- below run_all.py
+def test_0_smoke_reference_statistics_never_stand_in_for_the_whole_split(tmp_path, monkeypatch):
+    """The sequence a new user runs: a smoke evaluation (64 train images), then a quick one
+    on the same machine and cache; the quick one must score against the whole split."""
+    from data import open_dataset
+    from experiments.profiles import PROFILES
+    from metrics.features import FeatureStats
+
+    _cache(tmp_path, monkeypatch)
+    fake = open_dataset("synthetic", "test").arrays()[0][:64]
+    batches = lambda: [fake.astype(np.float32) / 127.5 - 1.0]  # noqa: E731
+
+    def scorer(profile):
+        train = open_dataset("synthetic", "train", limit=PROFILES[profile].train_limit)
+        args = run_all.parse_args([*BASE, "--profile", profile, "--metrics", "evaluator"])
+        return run_all.make_scorer(args, train)[0], train
+
+    smoke, smoke_train = scorer("smoke")
+    smoke(batches(), 64, 0)
+    quick, quick_train = scorer("quick")
+    assert smoke_train.num_examples == 64 < quick_train.num_examples
+    after_smoke = quick(batches(), 64, 0)
+    for path in (tmp_path / "cache" / "refstats").iterdir():
+        path.unlink()
+    fresh = quick(batches(), 64, 0)
+    assert after_smoke == fresh
+    counts = sorted(FeatureStats.load(p).meta["n_samples"]
+                    for p in (tmp_path / "cache" / "refstats").glob("*.npz"))
+    assert counts == [quick_train.num_examples]
+
+
+def test_0_a_cache_file_recording_another_count_is_not_used(tmp_path, capsys):
+    from data import open_dataset
+    from metrics.features import FeatureRunner, reference_stats
+
+    from test_metrics_pipeline import toy_network
+
+    runner = FeatureRunner(toy_network())
+    train = open_dataset("synthetic", "train", image_size=16)
+    whole = reference_stats(runner, train, cache_dir=tmp_path, progress=False)
+    (path,) = (tmp_path / "refstats").glob("*.npz")
+    first = reference_stats(runner, open_dataset("synthetic", "train", image_size=16, limit=64),
+                            cache_dir=tmp_path, progress=False)
+    assert first.n_samples == 64 and whole.n_samples == 512
+    # a file renamed into the whole split's place holds 64 images' statistics: refused
+    (short,) = [p for p in (tmp_path / "refstats").glob("*.npz") if p != path]
+    os.replace(short, path)
+    os.replace(str(short) + ".sha256", str(path) + ".sha256")
+    again = reference_stats(runner, train, cache_dir=tmp_path, progress=False)
+    assert again.n_samples == 512 and "recorded count 64, requested 512" in capsys.readouterr().err
+
+
+def test_3_history_csv_keeps_losses_exactly(tmp_path):
+    from training import artifacts
+
+    value = 1234.5678901234567
+    artifacts.write_csv(tmp_path / "history.csv", [{"epoch": 1, "loss": value}], exact=True)
+    assert float(artifacts.read_csv(tmp_path / "history.csv")[0]["loss"]) == value
+
+
+def test_9_a_failed_download_leaves_no_partial_files(tmp_path, monkeypatch):
+    import tensorflow_datasets as tfds
+
+    from data import DatasetError, catalog, open_dataset, tfds_source
+
+    monkeypatch.setattr(tfds_source, "reachable", lambda *a, **k: True, raising=False)
+    monkeypatch.setitem(catalog.SYSTEM_DIRS, "fashion_mnist", [])
+
+    def half_download(self, *args, **kwargs):
+        partial = tmp_path / "downloads" / "extracted" / "train-images.gz.tmp.1f2e"
+        partial.parent.mkdir(parents=True)
+        partial.write_bytes(b"\x1f\x8b half a file")
+        raise OSError("connection reset")
+
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", half_download)
+    (tmp_path / "keep.txt").write_text("the user's own file")
+    with pytest.raises(DatasetError, match="connection reset"):
+        open_dataset("fashion_mnist", data_dir=str(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+
+
+def test_9_offline_probe_is_bounded():
+    from data import tfds_source
+
+    started = time.monotonic()
+    # 192.0.2.0/24 is TEST-NET-1: never routed, so a connection can only time out
+    assert tfds_source.reachable("192.0.2.1", 80, timeout=1.0) is False
+    assert time.monotonic() - started < 3.0
+
+
+def test_9_falling_back_to_the_system_copy_is_said(tmp_path, monkeypatch, capsys):
+    from data import catalog, open_dataset, tfds_source
+
+    system = tmp_path / "system"
+    system.mkdir()
+    from test_data import _write_idx_pair
+
+    _write_idx_pair(system, "train", np.zeros((3, 28, 28), np.uint8), [1, 2, 3])
+    monkeypatch.setitem(catalog.SYSTEM_DIRS, "fashion_mnist", [str(system)])
+
+    def offline(*args, **kwargs):
+        raise tfds_source.TfdsUnavailable("offline")
+
+    monkeypatch.setattr(tfds_source, "prepare", offline)
+    (tmp_path / "empty").mkdir()
+    source = open_dataset("fashion_mnist", data_dir=str(tmp_path / "empty"))
+    assert source.num_examples == 3
+    err = capsys.readouterr().err
+    assert "using the system copy" in err and str(system) in err
+
+
+def test_16_sixteen_bit_pngs_are_scaled_not_clipped(tmp_path):
+    from PIL import Image
+
+    from data import open_dataset
+
+    ramp = np.linspace(0, 65535, 32).round().astype(np.uint16)
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(40):
+        Image.fromarray(np.tile(ramp, (32, 1))).save(folder / f"{i:02d}.png")
+    source = open_dataset(f"folder:{folder}", "train", image_size=32, channels=1)
+    pixels = source.arrays()[0][0, 0, :, 0]
+    expected = np.round(ramp / 257.0)
+    assert np.abs(pixels.astype(int) - expected).max() <= 1
+    assert (source.arrays()[0] == 255).mean() < 0.05
+
+
+def test_16_integer_images_beyond_16_bits_are_refused(tmp_path):
+    from PIL import Image
+
+    from data import DatasetError
+    from data.folder import _eight_bit
+
+    wide = Image.fromarray(np.full((8, 8), 1 << 20, np.int32))  # mode 'I', 32-bit
+    with pytest.raises(DatasetError, match="beyond 16 bits"):
+        _eight_bit(wide, tmp_path / "wide.png")
+
+
+def test_17_written_files_get_the_permissions_open_gives(tmp_path):
+    from training import artifacts
+
+    old = os.umask(0o022)
+    try:
+        artifacts.write_json(tmp_path / "a.json", {"x": 1})
+        artifacts.write_npz(tmp_path / "a.npz", x=np.zeros(2))
+        with open(tmp_path / "plain", "w"):
+            pass
+        os.umask(0o077)
+        artifacts.write_text(tmp_path / "private.md", "x")
+    finally:
+        os.umask(old)
+    mode = lambda name: stat.S_IMODE((tmp_path / name).stat().st_mode)  # noqa: E731
+    assert mode("a.json") == mode("a.npz") == mode("plain") == 0o644
+    assert mode("private.md") == 0o600
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_readme_lists_what_happens_when():
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text.split("## What happens when", 1)[1]
+    for phrase in ("exit 2", "another `--out`", "metrics.json", "checkpoint", "Ctrl-C",
+                   "TF_CONFIG", "16-bit", "umask", "GENBENCH_CACHE", "--seeds", "--image-size",
+                   "history.csv", "--inception-weights", "Reference statistics"):
+        assert phrase in section, phrase
