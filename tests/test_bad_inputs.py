@@ -59,6 +59,8 @@ def main(tmp_path, *args, capsys=None):
         code = run_all.main(argv)
     except SystemExit as exit_:  # argparse's errors
         code = exit_.code
+    except KeyboardInterrupt:  # escaping, it would stop pytest itself
+        pytest.fail("KeyboardInterrupt escaped run_all.main (a traceback for the user)")
     if capsys is None:
         return code, "", ""
     out, err = capsys.readouterr()
