@@ -35,18 +35,28 @@ def _losses(run_dir):
             for row in artifacts.read_csv(os.path.join(run_dir, "history.csv"))]
 
 
-def test_two_loss_rows_share_one_autoencoder_and_reload(tmp_path):
-    out = str(tmp_path)
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """Two finished rows of one latent size in one output folder (mse, then mae), trained
+    with op determinism; the autoencoder folder's files as they were after the first row."""
+    tf.config.experimental.enable_op_determinism()
+    out = str(tmp_path_factory.mktemp("finished"))
     mse, mae = tiny_plan(out, "mse"), tiny_plan(out, "mae")
-    assert mse.stages[0].run_dir == mae.stages[0].run_dir  # one folder for both rows
-    assert os.path.basename(mse.stages[0].run_dir) == "diffusion-autoencoder-z128-s0"
     check_shared_stages([mse, mae])
     run(mse)
     ae_dir = mse.stages[0].run_dir
-    assert is_complete(mse.stages[0]) and is_complete(mse)
     before = _mtimes(ae_dir)
     ckpts = sorted(os.listdir(os.path.join(ae_dir, "checkpoints")))
     metrics = run(mae)
+    return mse, mae, before, ckpts, metrics
+
+
+def test_two_loss_rows_share_one_autoencoder_and_reload(finished, tmp_path):
+    mse, mae, before, ckpts, metrics = finished
+    assert mse.stages[0].run_dir == mae.stages[0].run_dir  # one folder for both rows
+    assert os.path.basename(mse.stages[0].run_dir) == "diffusion-autoencoder-z128-s0"
+    ae_dir = mse.stages[0].run_dir
+    assert is_complete(mse.stages[0]) and is_complete(mse) and is_complete(mae)
     # the finished first stage was reused: not one of its files was rewritten
     assert _mtimes(ae_dir) == before
     assert sorted(os.listdir(os.path.join(ae_dir, "checkpoints"))) == ckpts
@@ -74,9 +84,8 @@ def test_two_loss_rows_share_one_autoencoder_and_reload(tmp_path):
     assert os.path.getsize(tmp_path / "g.png") > 0
 
 
-def test_bad_sampling_requests_are_refused(tmp_path, capsys):
-    plan = tiny_plan(str(tmp_path))
-    run(plan)
+def test_bad_sampling_requests_are_refused(finished, tmp_path, capsys):
+    plan = finished[0]
     cases = [
         ([plan.run_dir, "--set", "sampler=euler"], "unknown diffusion sampler"),
         ([plan.run_dir, "--set", "guidance_scale=-1"], "guidance_scale must be >= 0"),
@@ -88,9 +97,12 @@ def test_bad_sampling_requests_are_refused(tmp_path, capsys):
     for argv, message in cases:
         assert sample_main(argv) == 2
         assert message in capsys.readouterr().err
-    os.remove(os.path.join(plan.run_dir, "metrics.json"))
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    for name in ("config.json",):
+        (unfinished / name).write_bytes(open(os.path.join(plan.run_dir, name), "rb").read())
     with pytest.raises(RunLoadError, match="unfinished run"):
-        load_run(plan.run_dir)
+        load_run(str(unfinished))
 
 
 def test_bad_diffusion_options_fail_before_training(tmp_path):
@@ -113,10 +125,8 @@ def test_bad_diffusion_options_fail_before_training(tmp_path):
         check_shared_stages([tiny_plan(str(tmp_path / "o")), other])
 
 
-def test_killed_denoiser_resumes_exactly_without_retraining_the_autoencoder(tmp_path):
-    tf.config.experimental.enable_op_determinism()
-    straight = tiny_plan(str(tmp_path / "straight"))
-    run(straight)
+def test_killed_denoiser_resumes_exactly_without_retraining_the_autoencoder(finished, tmp_path):
+    straight = finished[0]  # the same plan, run straight through in another folder
     killed_out = str(tmp_path / "killed")
     proc = _driver(killed_out, "--die-at", "3")  # the denoiser dies after its step 3
     assert proc.returncode == 17, proc.stderr[-3000:]

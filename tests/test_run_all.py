@@ -77,6 +77,43 @@ def test_smoke_profile_on_real_fashion_mnist(tmp_path):
     _check_outputs(out, "fashion_mnist")
 
 
+DIFFUSION_RUNS = {f"diffusion-{loss}-b8-z{z}-s0" for loss in ("mse", "mae", "huber")
+                  for z in (128, 2048)}
+AUTOENCODERS = {f"diffusion-autoencoder-z{z}-s0" for z in (128, 2048)}
+
+
+@pytest.mark.skipif(not os.path.isdir(FASHION),
+                    reason=f"Debian's dataset-fashion-mnist is not installed ({FASHION} missing); "
+                           f"apt-get install -y dataset-fashion-mnist")
+def test_diffusion_smoke_rows_share_two_autoencoders(tmp_path):
+    out = tmp_path / "diffusion"
+    proc = _run("--profile", "smoke", "--only", "diffusion", "--dataset", "fashion_mnist",
+                "--data-dir", FASHION, "--out", str(out), "--metrics", "none", "--quiet")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert set(os.listdir(out / "runs")) == DIFFUSION_RUNS | AUTOENCODERS
+    assert proc.stdout.count("[run_all] stage autoencoder of diffusion") == 2  # trained twice, not six
+    for name in DIFFUSION_RUNS:
+        run = out / "runs" / name
+        assert RUN_FILES <= set(os.listdir(run)), name
+        metrics = json.loads((run / "metrics.json").read_text())
+        assert np.isfinite(metrics["train_loss"]) and np.isfinite(metrics["val_loss"])
+        z = name.split("-z")[1].split("-")[0]
+        assert metrics["stages"]["autoencoder"]["run"] == f"../diffusion-autoencoder-z{z}-s0"
+        assert np.load(run / "samples.npz")["images"].shape == (64, 32, 32, 3)
+    for name in AUTOENCODERS:
+        ae = json.loads((out / "runs" / name / "metrics.json").read_text())
+        assert ae["stage"] == "autoencoder" and 0 < ae["recon_mse"] < 4
+    for table, n_rows in (("table_3_1", 2), ("table_3_2", 4)):
+        with open(out / f"{table}.csv") as f:
+            rows = list(csv.DictReader(f))
+        assert len(rows) == n_rows and {r["family"] for r in rows} == {"diffusion"}
+    again = _run("--profile", "smoke", "--only", "diffusion/mse@128", "--dataset",
+                 "fashion_mnist", "--data-dir", FASHION, "--out", str(out), "--metrics", "none",
+                 "--quiet")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "complete, reused" in again.stdout and "[run_all] stage" not in again.stdout
+
+
 def _write_corrupt_cifar(folder):
     folder.mkdir()
     (folder / "cifar-100-python.tar.gz").write_bytes(b"\x1f\x8b\x08\x00 not really a tarball")
