@@ -123,7 +123,11 @@ def test_kid_fused_computation_equals_the_numpy_one():
     rng = np.random.default_rng(9)
     x = np.abs(rng.standard_normal((300, 40))).astype(np.float32)
     y = np.abs(rng.standard_normal((250, 40))).astype(np.float32) * 1.1
-    assert _mmd2_unbiased_fast(x, y) == pytest.approx(polynomial_mmd2_unbiased(x, y), rel=1e-9)
+    # The fused path takes the float32 features' inner products in float32 (then sums in
+    # float64); the BLAS summation order differs between CPUs, so agreement is to float32
+    # rounding of the kernel sums (measured: 2.3e-9 relative on one machine, < 1e-9 on
+    # another), not to float64's.
+    assert _mmd2_unbiased_fast(x, y) == pytest.approx(polynomial_mmd2_unbiased(x, y), rel=1e-7)
 
 
 # ---------------------------------------------------------------- precision / recall
