@@ -16,6 +16,7 @@ _FAMILY_MODULES = {
     "vae": "models.vae",
     "gan": "models.gan",
     "diffusion": "models.diffusion",
+    "autoregressive": "models.autoregressive",
 }
 
 
