@@ -136,9 +136,16 @@ class TransformerPrior(keras.Model):
                                                 name="label_embedding")
         self.positions = self.add_weight(shape=(length, width), initializer=init,
                                          name="positions")
-        self.blocks = [Block(width, heads, depth, name=f"block{i}") for i in range(depth)]
+        # One attribute per block (not a list): tf.train.Checkpoint follows attributes,
+        # and Keras 3 hides a list of layers from it.
+        for i in range(depth):
+            setattr(self, f"block{i}", Block(width, heads, depth, name=f"block{i}"))
         self.norm = layers.LayerNormalization(epsilon=1e-5, name="final_norm")
         self.head = layers.Dense(num_codes, kernel_initializer=init, name="head")
+
+    @property
+    def blocks(self) -> list:
+        return [getattr(self, f"block{i}") for i in range(self.depth)]
 
     def build(self, input_shape=None):
         self.code_embedding.build((None,))
