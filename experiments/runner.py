@@ -365,8 +365,9 @@ def execute_stage(plan: StagePlan, *, train_source, val_source, strategy, verbos
     reconstructed = np.asarray(model.reconstruct(real))
     artifacts.write_samples_figure(os.path.join(plan.run_dir, "samples.png"),
                                    reconstructed, real, columns=8,
-                                   title=f"{family.model_name} {plan.stage}: reconstructions "
-                                         f"vs {plan.dataset}")
+                                   title=f"{family.model_name} {plan.stage}: held-out "
+                                         f"{plan.dataset} images and their reconstructions",
+                                   label="reconstructed")
     last = result.history[-1] if result.history else {}
     metrics = {"run": plan.name, "family": plan.family, "stage": plan.stage,
                "seed": plan.seed, "batch_size": plan.batch_size,

@@ -210,3 +210,28 @@ def test_pixel_space_option_has_no_first_stage():
         model.schedule = Schedule(linear_betas(20, 1e-4, 0.2))
         model.configure_sampler()
         assert model.generate(model.sample_latents(2, seed=0)).shape == (2, 16, 16, 1)
+
+
+@pytest.mark.parametrize("kernel_size, shape", [(3, [2, 4, 4, 6]), (1, [3, 2, 2, 5]),
+                                                (3, [2, 7, 5, 3])])
+def test_same_conv_equals_keras_conv_in_value_and_gradients(kernel_size, shape):
+    from keras import layers
+    from models.diffusion.networks import SameConv2D
+
+    x = tf.random.stateless_normal(shape, [0, 3])
+    ours, ref = SameConv2D(4, kernel_size), layers.Conv2D(4, kernel_size, padding="same")
+    ours.build(shape), ref.build(shape)
+    kernel = tf.random.stateless_normal(ours.kernel.shape, [1, 3])
+    bias = tf.random.stateless_normal([4], [2, 3])
+    for layer in (ours, ref):
+        layer.kernel.assign(kernel), layer.bias.assign(bias)
+    dy = tf.random.stateless_normal([*shape[:3], 4], [4, 3])
+    results = []
+    for layer in (ours, ref):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            loss = tf.reduce_sum(y * dy)
+        results.append([y, *tape.gradient(loss, [x, layer.kernel, layer.bias])])
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)

@@ -2,6 +2,7 @@
 stage 2 without retraining stage 1, loading a finished run, 1 vs 2 replicas."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -97,6 +98,13 @@ def test_bad_sampling_requests_are_refused(finished, tmp_path, capsys):
     for argv, message in cases:
         assert sample_main(argv) == 2
         assert message in capsys.readouterr().err
+    # a finished run whose newest checkpoint is damaged does not silently load older weights
+    shutil.copytree(os.path.dirname(plan.run_dir), tmp_path / "runs")
+    damaged = tmp_path / "runs" / os.path.basename(plan.run_dir)
+    for shard in (damaged / "checkpoints").glob("*.data-*"):
+        shard.write_bytes(shard.read_bytes()[:10])
+    with pytest.raises(RunLoadError, match="is damaged"):
+        load_run(str(damaged))
     unfinished = tmp_path / "unfinished"
     unfinished.mkdir()
     for name in ("config.json",):

@@ -153,12 +153,14 @@ def _save_figure(plt, fig, path, title):
     plt.close(fig)
 
 
-def write_samples_figure(path, generated, real, columns: int = 8, title: str = ""):
-    """Generated grid beside a grid of real images (the thesis's appendix figures)."""
+def write_samples_figure(path, generated, real, columns: int = 8, title: str = "",
+                         label: str = "generated"):
+    """Generated grid (or ``label``: e.g. "reconstructed") beside a grid of real images
+    (the thesis's appendix figures)."""
     plt = _pyplot()
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 5.4))
-    for ax, images, name in ((axes[0], generated, "generated"), (axes[1], real, "real")):
+    for ax, images, name in ((axes[0], generated, label), (axes[1], real, "real")):
         grid = image_grid(to_uint8(images), columns)
         ax.imshow(grid[..., 0] if grid.shape[-1] == 1 else grid,
                   cmap="gray" if grid.shape[-1] == 1 else None, interpolation="nearest")

@@ -130,7 +130,14 @@ def restore_weights(model, run_dir: str):
     if path is None:
         raise RunLoadError(f"{run_dir} has no checkpoint under checkpoints/; rerun the "
                            f"run_all.py command that wrote it")
-    status = tf.train.Checkpoint(model=model).read(path)
+    try:
+        status = tf.train.Checkpoint(model=model).read(path)
+    except (tf.errors.OpError, ValueError) as err:
+        # An older checkpoint would hold older weights than the run reported: never fall back.
+        raise RunLoadError(f"{path} is damaged ({type(err).__name__}: "
+                           f"{(str(err).strip().splitlines() or [''])[0][:160]}); the run's final "
+                           f"weights are lost: delete {os.path.join(run_dir, 'metrics.json')} "
+                           f"and rerun run_all.py to train its last steps again") from err
     try:
         status.expect_partial().assert_existing_objects_matched()
     except AssertionError as err:

@@ -154,8 +154,8 @@ def downsamplings(image_side: int, latent_side: int) -> int:
 PRESETS = {
     "smoke": {"ae_widths": (8, 8, 16, 16), "ae_batch_size": 8, "unet_widths": (16, 16),
               "attention_heads": 2, "sampling_steps": 4},
-    "quick": {"ae_widths": (32, 64, 128, 128), "ae_batch_size": 64,
-              "ae_learning_rate": 1e-3, "unet_widths": (128, 256), "unet_blocks": 2,
+    "quick": {"ae_widths": (16, 32, 64, 128), "ae_batch_size": 64,
+              "ae_learning_rate": 1e-3, "unet_widths": (64, 128), "unet_blocks": 2,
               "learning_rate": 1e-3, "ema_decay": 0.999, "sampling_steps": 50,
               "guidance_scale": 1.0,
               "ae_train": {"epochs": 5, "steps_per_epoch": 200},

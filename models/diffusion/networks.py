@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 
 import keras
+import tensorflow as tf
 from keras import layers, ops
 
 from models.diffusion.config import downsamplings
@@ -24,6 +25,49 @@ def _groups(width: int) -> int:
         if width % groups == 0 and width // groups >= 1:
             return groups
     return 1
+
+
+@tf.custom_gradient
+def conv_same(x, kernel):
+    """tf.nn.conv2d(x, kernel, stride 1, "SAME") for an odd square kernel, with a faster
+    input gradient: for stride 1 and symmetric padding, dL/dx is the "same" convolution
+    of dL/dy with the kernel flipped in space and transposed in channels. TensorFlow's
+    CPU Conv2DBackpropInput is 3-30x slower than that forward convolution at the small
+    spatial sizes of a latent U-Net (measured: 334 ms vs 11 ms for 128x2x2x768 -> 256)."""
+    y = tf.nn.conv2d(x, kernel, 1, "SAME")
+
+    def grad(dy):
+        flipped = tf.transpose(tf.reverse(kernel, [0, 1]), [0, 1, 3, 2])  # [k, k, out, in]
+        dx = tf.nn.conv2d(dy, flipped, 1, "SAME")
+        dk = tf.raw_ops.Conv2DBackpropFilter(input=x, filter_sizes=tf.shape(kernel),
+                                             out_backprop=dy, strides=[1, 1, 1, 1],
+                                             padding="SAME")
+        return dx, dk
+
+    return y, grad
+
+
+class SameConv2D(layers.Layer):
+    """A stride-1 "same" convolution (odd kernel) with bias, trained through
+    :func:`conv_same`; numerically the same function and gradients as ``layers.Conv2D``."""
+
+    def __init__(self, filters: int, kernel_size: int = 3, kernel_initializer="glorot_uniform",
+                 **kwargs):
+        super().__init__(**kwargs)
+        if kernel_size % 2 == 0:
+            raise ValueError(f"SameConv2D needs an odd kernel size, got {kernel_size}")
+        self.filters, self.kernel_size = filters, kernel_size
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+
+    def build(self, input_shape):
+        k = self.kernel_size
+        self.kernel = self.add_weight(shape=(k, k, int(input_shape[-1]), self.filters),
+                                      initializer=self.kernel_initializer, name="kernel")
+        self.bias = self.add_weight(shape=(self.filters,), initializer="zeros", name="bias")
+
+    def call(self, x):
+        # a tensor, not the variable: the custom gradient then flows to the read
+        return conv_same(x, tf.convert_to_tensor(self.kernel)) + self.bias
 
 
 class SinusoidalEmbedding(layers.Layer):
@@ -52,10 +96,10 @@ class ResidualBlock(layers.Layer):
         super().__init__(**kwargs)
         self.width, self.conditioned = width, conditioned
         self.norm1 = None  # its groups depend on the input's channels: made in build()
-        self.conv1 = layers.Conv2D(width, 3, padding="same")
+        self.conv1 = SameConv2D(width, 3)
         self.norm2 = layers.GroupNormalization(_groups(width), epsilon=1e-5,
                                                center=not conditioned, scale=not conditioned)
-        self.conv2 = layers.Conv2D(width, 3, padding="same", kernel_initializer="zeros")
+        self.conv2 = SameConv2D(width, 3, kernel_initializer="zeros")
         self.scale_shift = layers.Dense(2 * width) if conditioned else None
         self.skip = None
 
@@ -63,7 +107,7 @@ class ResidualBlock(layers.Layer):
         x_shape = input_shape[0] if self.conditioned else input_shape
         self.norm1 = layers.GroupNormalization(_groups(int(x_shape[-1])), epsilon=1e-5)
         if x_shape[-1] != self.width:
-            self.skip = layers.Conv2D(self.width, 1)
+            self.skip = SameConv2D(self.width, 1)
 
     def call(self, inputs):
         x, emb = inputs if self.conditioned else (inputs, None)
@@ -77,7 +121,11 @@ class ResidualBlock(layers.Layer):
 
 
 class SelfAttention(layers.Layer):
-    """GN, then multi-head self-attention over the h*w positions, added back."""
+    """GN, then multi-head self-attention over the h*w positions, added back
+    (DDPM's AttnBlock, with heads). Projections are plain 2-D matmuls and the output
+    projection starts at zero (the block starts as the identity); written out rather
+    than ``layers.MultiHeadAttention``, whose einsum gradients cost about as much as
+    the rest of a latent U-Net's train step on a CPU."""
 
     def __init__(self, heads: int, **kwargs):
         super().__init__(**kwargs)
@@ -85,15 +133,25 @@ class SelfAttention(layers.Layer):
 
     def build(self, input_shape):
         width = int(input_shape[-1])
+        if width % self.heads:
+            raise ValueError(f"attention width {width} is not divisible by {self.heads} heads")
         self.norm = layers.GroupNormalization(_groups(width), epsilon=1e-5)
-        self.attention = layers.MultiHeadAttention(self.heads, max(1, width // self.heads),
-                                                   output_shape=width,
-                                                   kernel_initializer="glorot_uniform")
+        self.qkv = self.add_weight(shape=(width, 3 * width), initializer="glorot_uniform",
+                                   name="qkv_kernel")
+        self.qkv_bias = self.add_weight(shape=(3 * width,), initializer="zeros", name="qkv_bias")
+        self.out = self.add_weight(shape=(width, width), initializer="zeros", name="out_kernel")
+        self.out_bias = self.add_weight(shape=(width,), initializer="zeros", name="out_bias")
 
     def call(self, x):
-        b, h, w, c = ops.shape(x)[0], ops.shape(x)[1], ops.shape(x)[2], ops.shape(x)[3]
-        tokens = ops.reshape(self.norm(x), [b, h * w, c])  # [b, hw, c]
-        return x + ops.reshape(self.attention(tokens, tokens), [b, h, w, c])
+        b, h, w, c = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2], x.shape[-1]
+        n, d = h * w, c // self.heads
+        tokens = tf.reshape(self.norm(x), [-1, c])                       # [b*n, c]
+        qkv = tf.matmul(tokens, self.qkv) + self.qkv_bias                # [b*n, 3c]
+        qkv = tf.transpose(tf.reshape(qkv, [b, n, 3, self.heads, d]), [2, 0, 3, 1, 4])
+        q, k, v = qkv[0], qkv[1], qkv[2]                                 # [b, heads, n, d]
+        weights = tf.nn.softmax(tf.matmul(q, k, transpose_b=True) / math.sqrt(d))  # [b, heads, n, n]
+        mixed = tf.reshape(tf.transpose(tf.matmul(weights, v), [0, 2, 1, 3]), [-1, c])
+        return x + tf.reshape(tf.matmul(mixed, self.out) + self.out_bias, [b, h, w, c])
 
 
 def _levels(widths, n_levels, what):
@@ -112,14 +170,14 @@ def build_encoder(image_shape, latent_shape, widths, name="encoder") -> keras.Mo
     n_down = downsamplings(image_shape[0], latent_shape[0])
     widths = _levels(widths, n_down + 1, "the autoencoder")
     x_in = keras.Input(image_shape, name="images")
-    h = layers.Conv2D(widths[0], 3, padding="same", name="stem")(x_in)
+    h = SameConv2D(widths[0], 3, name="stem")(x_in)
     for level, width in enumerate(widths):
         h = ResidualBlock(width, name=f"res{level}")(h)
         if level < n_down:
             h = layers.Conv2D(widths[level + 1], 3, strides=2, padding="same",
                               name=f"down{level}")(h)
     h = ops.silu(layers.GroupNormalization(_groups(widths[-1]), name="out_norm")(h))
-    moments = layers.Conv2D(2 * latent_shape[-1], 3, padding="same", name="moments")(h)
+    moments = SameConv2D(2 * latent_shape[-1], 3, name="moments")(h)
     mean, log_var = layers.Lambda(lambda m: ops.split(m, 2, axis=-1), name="split")(moments)
     return keras.Model(x_in, [mean, log_var], name=name)
 
@@ -130,14 +188,14 @@ def build_decoder(latent_shape, image_shape, widths, name="decoder") -> keras.Mo
     n_down = downsamplings(image_shape[0], latent_shape[0])
     widths = _levels(widths, n_down + 1, "the autoencoder")
     z_in = keras.Input(latent_shape, name="z")
-    h = layers.Conv2D(widths[-1], 3, padding="same", name="stem")(z_in)
+    h = SameConv2D(widths[-1], 3, name="stem")(z_in)
     for i, level in enumerate(reversed(range(n_down + 1))):
         h = ResidualBlock(widths[level], name=f"res{level}")(h)
         if level > 0:
             h = layers.UpSampling2D(2, interpolation="nearest", name=f"up{level}")(h)
-            h = layers.Conv2D(widths[level - 1], 3, padding="same", name=f"up{level}_conv")(h)
+            h = SameConv2D(widths[level - 1], 3, name=f"up{level}_conv")(h)
     h = ops.silu(layers.GroupNormalization(_groups(widths[0]), name="out_norm")(h))
-    x_hat = layers.Conv2D(image_shape[-1], 3, padding="same", name="to_image")(h)
+    x_hat = SameConv2D(image_shape[-1], 3, name="to_image")(h)
     return keras.Model(z_in, x_hat, name=name)
 
 
@@ -167,7 +225,7 @@ def build_unet(latent_shape, widths, blocks: int, attention_side: int, heads: in
     def attend(h, current_side, tag):
         return SelfAttention(heads, name=f"attn_{tag}")(h) if current_side <= attention_side else h
 
-    h = layers.Conv2D(widths[0], 3, padding="same", name="stem")(z_in)
+    h = SameConv2D(widths[0], 3, name="stem")(z_in)
     skips, current = [h], side
     for level, width in enumerate(widths):
         for b in range(blocks):
@@ -188,10 +246,9 @@ def build_unet(latent_shape, widths, blocks: int, attention_side: int, heads: in
             h = attend(h, current, f"up{level}_{b}")
         if level > 0:
             h = layers.UpSampling2D(2, interpolation="nearest", name=f"up{level}")(h)
-            h = layers.Conv2D(widths[level], 3, padding="same", name=f"up{level}_conv")(h)
+            h = SameConv2D(widths[level], 3, name=f"up{level}_conv")(h)
             current *= 2
     h = ops.silu(layers.GroupNormalization(_groups(widths[0]), name="out_norm")(h))
     # Zero-initialised output: the untrained model predicts eps_hat = 0 (DDPM's init).
-    eps = layers.Conv2D(latent_shape[-1], 3, padding="same", kernel_initializer="zeros",
-                        name="to_eps")(h)
+    eps = SameConv2D(latent_shape[-1], 3, kernel_initializer="zeros", name="to_eps")(h)
     return keras.Model([z_in, t_in, y_in], eps, name=name)
