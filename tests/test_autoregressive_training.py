@@ -173,3 +173,43 @@ def test_mirrored_two_cpus_equals_one_device(tmp_path):
     for i in range(n):
         np.testing.assert_allclose(arrays[f"prior_two_{i}"], arrays[f"prior_one_{i}"], atol=1e-5,
                                    rtol=0)
+
+
+FASHION = "/usr/share/datasets/fashion-mnist"
+RUN_FILES = {"config.json", "history.csv", "loss_curves.png", "samples.png", "samples.npz",
+             "metrics.json"}
+AR_RUNS = {f"autoregressive-{loss}-b8-z{z}-s0" for loss in ("cross_entropy", "mse", "perceptual")
+           for z in (128, 2048)}
+TOKENIZERS = {f"autoregressive-tokenizer-z{z}-s0" for z in (128, 2048)}
+
+
+@pytest.mark.skipif(not os.path.isdir(FASHION),
+                    reason=f"Debian's dataset-fashion-mnist is not installed ({FASHION} missing); "
+                           f"apt-get install -y dataset-fashion-mnist")
+def test_smoke_rows_through_run_all_share_two_tokenizers_and_sample(tmp_path):
+    out = tmp_path / "ar"
+    proc = subprocess.run([sys.executable, "run_all.py", "--profile", "smoke", "--only",
+                           "autoregressive", "--dataset", "fashion_mnist", "--data-dir", FASHION,
+                           "--out", str(out), "--metrics", "none", "--quiet"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert set(os.listdir(out / "runs")) == AR_RUNS | TOKENIZERS
+    assert proc.stdout.count("[run_all] stage tokenizer of autoregressive") == 2
+    for name in AR_RUNS:
+        run_dir = out / "runs" / name
+        assert RUN_FILES <= set(os.listdir(run_dir)), name
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        assert np.isfinite(metrics["train_loss"]) and np.isfinite(metrics["val_loss"])
+        z = name.split("-z")[1].split("-")[0]
+        assert metrics["stages"]["tokenizer"]["run"] == f"../autoregressive-tokenizer-z{z}-s0"
+        assert np.load(run_dir / "samples.npz")["images"].shape == (64, 32, 32, 3)
+    for name in TOKENIZERS:
+        tok = json.loads((out / "runs" / name / "metrics.json").read_text())
+        assert tok["stage"] == "tokenizer" and tok["codebook_size"] == int(name.split("-z")[1][:-3])
+    for table, n_rows in (("table_3_1", 2), ("table_3_2", 4)):
+        with open(out / f"{table}.csv") as f:
+            assert len(f.read().strip().splitlines()) == n_rows + 1
+    grid = tmp_path / "grid.png"
+    assert sample_main([str(out / "runs" / "autoregressive-perceptual-b8-z2048-s0"), "--n", "4",
+                        "--out", str(grid), "--set", "top_k=10"]) == 0
+    assert grid.stat().st_size > 0
