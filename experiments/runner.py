@@ -335,8 +335,14 @@ def _build_with_inputs(family, stage, plan, batch, image_shape):
     return build
 
 
-def execute_stage(plan: StagePlan, *, train_source, val_source, strategy, verbose=True) -> dict:
-    """Train (or resume, or reuse) a shared first stage; returns its metrics.json content."""
+def execute_stage(plan: StagePlan, *, train_source, val_source, strategy, verbose=True,
+                  score=None, n_samples: int = 0) -> dict:
+    """Train (or resume, or reuse) a shared first stage; returns its metrics.json content.
+
+    With ``score`` (the runs' metric function), the reconstructions of ``n_samples``
+    held-out images are scored like generated samples: the floor that the second
+    stage's samples cannot beat, in ``reconstruction_metrics``.
+    """
     if is_complete(plan):
         _check_resumable(plan)  # a finished stage is reused only if it is the one asked for
         return artifacts.read_json(os.path.join(plan.run_dir, "metrics.json"))
@@ -379,6 +385,13 @@ def execute_stage(plan: StagePlan, *, train_source, val_source, strategy, verbos
                **model.evaluate_stage(val_source or train_source),
                "train_seconds": round(time.time() - started, 1),
                "resumed_from_step": result.resumed_from_step}
+    if score is not None and n_samples:
+        source = val_source or train_source
+        recon = np.concatenate([artifacts.to_uint8(model.reconstruct(images))
+                                for images, _ in source.batches(250)])[:n_samples]
+        metrics["reconstruction_metrics"] = {
+            "images": f"{len(recon)} reconstructed {source.split} images",
+            **score(uint8_batches(recon), len(recon), plan.seed)}
     artifacts.write_json(os.path.join(plan.run_dir, "metrics.json"), metrics)
     return metrics
 
@@ -403,7 +416,7 @@ def execute_run(plan: RunPlan, *, train_source, val_source, strategy, score=None
     for stage_plan in plan.stages:
         stage_metrics[stage_plan.stage] = execute_stage(
             stage_plan, train_source=train_source, val_source=val_source, strategy=strategy,
-            verbose=verbose)
+            verbose=verbose, score=score, n_samples=plan.n_samples)
     batch = plan.family_config.batch_size
     if chief:
         record = _record(plan, family.final_stage.name, batch, train_source, val_source,
@@ -453,9 +466,12 @@ def execute_run(plan: RunPlan, *, train_source, val_source, strategy, score=None
         "resumed_from_step": result.resumed_from_step,
     }
     if plan.stages:
-        metrics["stages"] = {name: {"run": os.path.relpath(p.run_dir, plan.run_dir),
-                                    "train_seconds": stage_metrics[name].get("train_seconds")}
-                             for name, p in plan.inputs.items()}
+        metrics["stages"] = {
+            name: {"run": os.path.relpath(p.run_dir, plan.run_dir),
+                   "train_seconds": stage_metrics[name].get("train_seconds"),
+                   "reconstruction_fid": (stage_metrics[name].get("reconstruction_metrics")
+                                          or {}).get("fid")}
+            for name, p in plan.inputs.items()}
     if score is not None:
         metrics.update(score(uint8_batches(fake), n, plan.seed))
     artifacts.write_json(os.path.join(plan.run_dir, "metrics.json"), metrics)

@@ -165,3 +165,25 @@ def test_mirrored_two_cpus_equals_one_device(tmp_path):
     # the step did something: the U-Net's output convolution starts at zero (its kernel
     # and bias are the denoiser's last two weights) and has moved
     assert np.abs(arrays[f"one_{n // 2 - 2}"]).max() > 0
+
+
+def test_first_stage_reconstructions_are_scored_like_samples(tmp_path):
+    from experiments.runner import execute_stage
+    from tests.drivers.train_diffusion import sources
+
+    seen = []
+
+    def score(batches, n_samples, seed):  # records what the metric function was given
+        images = np.concatenate(list(batches))
+        seen.append((images.shape, n_samples, float(images.min()), float(images.max())))
+        return {"fid": 1.5, "metric_network": "test"}
+
+    train, val = sources()
+    plan = tiny_plan(str(tmp_path)).stages[0]
+    metrics = execute_stage(plan, train_source=train, val_source=val,
+                            strategy=tf.distribute.get_strategy(), verbose=False, score=score,
+                            n_samples=12)
+    assert seen == [((12, 32, 32, 3), 12, seen[0][2], seen[0][3])]
+    assert -1.0 <= seen[0][2] <= seen[0][3] <= 1.0
+    assert metrics["reconstruction_metrics"] == {"images": "12 reconstructed test images",
+                                                 "fid": 1.5, "metric_network": "test"}
