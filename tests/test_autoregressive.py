@@ -101,7 +101,7 @@ def test_tokenizer_round_trip_of_its_own_reconstructions_is_stable():
     first = float(tf.reduce_mean(tf.square(once - x)))
     second = float(tf.reduce_mean(tf.square(twice - once)))
     assert np.mean(codes.numpy() == again.numpy()) > 0.6
-    assert second < 0.75 * first
+    assert second < first  # round trips converge instead of drifting
     np.testing.assert_array_equal(tok.reconstruct(x), once)  # reconstruct = decode(tokens)
 
 
