@@ -132,7 +132,8 @@ def restore_weights(model, run_dir: str):
                            f"run_all.py command that wrote it")
     try:
         status = tf.train.Checkpoint(model=model).read(path)
-    except (tf.errors.OpError, ValueError) as err:
+    except (tf.errors.OpError, ValueError, IndexError, OSError) as err:
+        # (a truncated shard surfaces as IndexError "Read less bytes than requested")
         # An older checkpoint would hold older weights than the run reported: never fall back.
         raise RunLoadError(f"{path} is damaged ({type(err).__name__}: "
                            f"{(str(err).strip().splitlines() or [''])[0][:160]}); the run's final "
