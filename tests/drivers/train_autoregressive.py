@@ -17,47 +17,13 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from tests.drivers.stages import SIZE, one_step, run, smoke_plan, sources  # noqa: F401
 from tests.drivers.train_vae import DieAt, weights
-
-SIZE = 32
-
-
-def sources():
-    from data import open_dataset
-    return (open_dataset("synthetic", "train", image_size=SIZE, limit=64),
-            open_dataset("synthetic", "test", image_size=SIZE, limit=16))
 
 
 def tiny_plan(out_dir, loss="cross_entropy", latent=128, **overrides):
     """The smoke-profile plan of autoregressive/<loss>@<latent> on synthetic data."""
-    from experiments.profiles import get_profile
-    from experiments.runner import plan_run
-    from experiments.tables import Row
-
-    row = Row(table="table_3_1", family="autoregressive", model="DALL-E", loss=loss,
-              batch_size=8, latent_size=latent)
-    return plan_run(row, 0, get_profile("smoke"), dataset="synthetic", image_size=SIZE,
-                    out_dir=out_dir, num_classes=10, overrides=overrides or None)
-
-
-def run(plan, strategy=None, callbacks=()):
-    from experiments.runner import execute_run
-    train, val = sources()
-    return execute_run(plan, train_source=train, val_source=val,
-                       strategy=strategy or tf.distribute.get_strategy(), verbose=False,
-                       extra_callbacks=callbacks)
-
-
-def one_step(build, run_dir, strategy):
-    """One training step of the model ``build()`` makes, on the first batch, in run_dir."""
-    from training.config import TrainConfig
-    from training.trainer import Trainer
-
-    train, val = sources()
-    trainer = Trainer(build, train, val, TrainConfig(epochs=1, steps_per_epoch=1, val_batches=1,
-                                                     checkpoint_every=0, grid_size=2),
-                      global_batch_size=8, run_dir=run_dir, strategy=strategy, verbose=False)
-    return trainer.fit().model
+    return smoke_plan("autoregressive", "DALL-E", out_dir, loss, latent, **overrides)
 
 
 def mirrored_compare(out_dir, path):

@@ -16,51 +16,23 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from tests.drivers.stages import SIZE, one_step, run, smoke_plan, sources  # noqa: F401
 from tests.drivers.train_vae import DieAt, weights
-
-SIZE = 32
-
-
-def sources():
-    from data import open_dataset
-    return (open_dataset("synthetic", "train", image_size=SIZE, limit=64),
-            open_dataset("synthetic", "test", image_size=SIZE, limit=16))
 
 
 def tiny_plan(out_dir, loss="mse", latent=128, **overrides):
     """The smoke-profile plan of diffusion/<loss>@<latent> on synthetic data."""
-    from experiments.profiles import get_profile
-    from experiments.runner import plan_run
-    from experiments.tables import Row
-
-    row = Row(table="table_3_1", family="diffusion", model="Stable Diffusion", loss=loss,
-              batch_size=8, latent_size=latent)
-    return plan_run(row, 0, get_profile("smoke"), dataset="synthetic", image_size=SIZE,
-                    out_dir=out_dir, num_classes=10, overrides=overrides or None)
-
-
-def run(plan, strategy=None, callbacks=()):
-    from experiments.runner import execute_run
-    train, val = sources()
-    return execute_run(plan, train_source=train, val_source=val,
-                       strategy=strategy or tf.distribute.get_strategy(), verbose=False,
-                       extra_callbacks=callbacks)
+    return smoke_plan("diffusion", "Stable Diffusion", out_dir, loss, latent, **overrides)
 
 
 def one_denoiser_step(plan, run_dir, strategy):
     """One step of the denoiser of ``plan`` (its autoencoder already trained) in run_dir."""
     from experiments.runner import _build_with_inputs
     from models import get_family
-    from training.config import TrainConfig
-    from training.trainer import Trainer
 
     family = get_family("diffusion")
-    train, val = sources()
-    build = _build_with_inputs(family, family.final_stage, plan, 8, train.image_shape)
-    trainer = Trainer(build, train, val, TrainConfig(epochs=1, steps_per_epoch=1, val_batches=1,
-                                                     checkpoint_every=0, grid_size=2),
-                      global_batch_size=8, run_dir=run_dir, strategy=strategy, verbose=False)
-    return trainer.fit().model
+    build = _build_with_inputs(family, family.final_stage, plan, 8, (SIZE, SIZE, 3))
+    return one_step(build, run_dir, strategy)
 
 
 def main():
