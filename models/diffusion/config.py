@@ -150,7 +150,10 @@ def downsamplings(image_side: int, latent_side: int) -> int:
 #: Per-profile overrides (one per profile of ``experiments/profiles.py``). The
 #: "ae_train" / "train" entries set each stage's training length (TrainConfig
 #: fields) where the profile's default does not fit the recipe.
-#: quick: sized so that each stage trains in at most ~10 minutes on 2 CPU cores.
+#: quick: 1,000 autoencoder steps of 64 and 2,000 denoiser steps of 128 reached
+#: fd_eval 3.25 on Fashion-MNIST (diffusion/mse@128, 2,000 samples); the whole run took
+#: 36.7 CPU-minutes on 2 cores, i.e. roughly 6 + 13 minutes of wall time when quiet
+#: (measured only under contention: 766 s + 2,298 s).
 PRESETS = {
     "smoke": {"ae_widths": (8, 8, 16, 16), "ae_batch_size": 8, "unet_widths": (16, 16),
               "attention_heads": 2, "sampling_steps": 4},
