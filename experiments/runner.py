@@ -324,7 +324,7 @@ def _record(plan, stage, batch, train_source, val_source, strategy) -> dict:
             "versions": _versions()}
 
 
-def _build_with_inputs(family, stage, plan, batch, image_shape):
+def _build_with_inputs(stage, plan, batch, image_shape):
     """The stage's model, given its earlier stages restored from their run folders (frozen)."""
     from training.checkpoints import load_run
 
@@ -356,7 +356,7 @@ def execute_stage(plan: StagePlan, *, train_source, val_source, strategy, verbos
                                      val_source, strategy))
         print(f"[run_all] stage {plan.stage} of {plan.family} -> {plan.run_dir}", flush=True)
     started = time.time()
-    trainer = Trainer(_build_with_inputs(family, stage, plan, plan.batch_size,
+    trainer = Trainer(_build_with_inputs(stage, plan, plan.batch_size,
                                          train_source.image_shape),
                       train_source, val_source, plan.train_config,
                       global_batch_size=plan.batch_size, run_dir=plan.run_dir,
@@ -426,7 +426,7 @@ def execute_run(plan: RunPlan, *, train_source, val_source, strategy, score=None
                                       "latent_size": plan.row.latent_size, **plan.row.thesis}})
         artifacts.write_json(os.path.join(plan.run_dir, "config.json"), record)
     started = time.time()
-    trainer = Trainer(_build_with_inputs(family, family.final_stage, plan, batch,
+    trainer = Trainer(_build_with_inputs(family.final_stage, plan, batch,
                                          train_source.image_shape),
                       train_source, val_source, plan.train_config,
                       global_batch_size=batch, run_dir=plan.run_dir, strategy=strategy,

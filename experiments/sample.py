@@ -27,10 +27,9 @@ def _parse_setting(text):
         raise ValueError(f"--set {text!r}: write KEY=VALUE, e.g. --set sampler=ddim")
     key, value = text.split("=", 1)
     try:
-        value = ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        pass  # a bare word: keep it as a string
-    return key.strip(), value
+        return key.strip(), ast.literal_eval(value)
+    except (ValueError, SyntaxError):  # a bare word such as ddim: the string itself
+        return key.strip(), value
 
 
 def sample_run(run_dir: str, n: int = 64, seed: int = 0, settings: dict | None = None):

@@ -46,10 +46,6 @@ class Stage:
     batch_field: str = "batch_size"
     needed: Callable = lambda config: True
 
-    @property
-    def shared(self) -> bool:
-        return self.shared_fields is not None
-
 
 @dataclasses.dataclass(frozen=True)
 class Family:

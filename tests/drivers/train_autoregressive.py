@@ -45,7 +45,7 @@ def mirrored_compare(out_dir, path):
             arrays[f"tokenizer_{tag}_{i}"] = w
     execute_stage(plan.stages[0], train_source=train, val_source=val,
                   strategy=tf.distribute.get_strategy(), verbose=False)
-    build = _build_with_inputs(family, prior_stage, plan, 8, train.image_shape)
+    build = _build_with_inputs(prior_stage, plan, 8, train.image_shape)
     for tag, strategy in strategies.items():
         model = one_step(build, os.path.join(out_dir, f"prior_{tag}"), strategy)
         for i, w in enumerate(weights(model.prior)):

@@ -31,7 +31,7 @@ def one_denoiser_step(plan, run_dir, strategy):
     from models import get_family
 
     family = get_family("diffusion")
-    build = _build_with_inputs(family, family.final_stage, plan, 8, (SIZE, SIZE, 3))
+    build = _build_with_inputs(family.final_stage, plan, 8, (SIZE, SIZE, 3))
     return one_step(build, run_dir, strategy)
 
 
