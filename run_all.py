@@ -47,6 +47,9 @@ def parse_args(argv=None):
     parser.add_argument("--data-dir", default=None,
                         help="tfds data_dir, or a folder holding the official archives/idx files")
     parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--channels", type=int, default=None, choices=[1, 3],
+                        help="1 (gray) or 3 (RGB); default: the dataset's own (1 for "
+                             "fashion_mnist and mnist, else 3)")
     parser.add_argument("--out", default=None, help="default: reports/<profile>/<dataset>")
     parser.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per row")
     parser.add_argument("--strategy", default="auto", choices=STRATEGIES)
@@ -110,7 +113,7 @@ def main(argv=None) -> int:
 
 def _main(argv=None) -> int:
     args = parse_args(argv)
-    from data import DatasetError, open_dataset
+    from data import DatasetError, native_channels, open_dataset
     from training.config import ConfigError
     from experiments.profiles import get_profile
     from experiments.runner import (check_builds, check_reusable, check_shared_stages,
@@ -121,19 +124,24 @@ def _main(argv=None) -> int:
     from models import UnknownFamilyError
 
     profile = get_profile(args.profile)
-    out_dir = args.out or os.path.join("reports", profile.name, _slug(args.dataset))
     try:
+        native = native_channels(args.dataset)
+        args.channels = args.channels or native
+        out_dir = args.out or os.path.join("reports", profile.name,
+                                           _slug(args.dataset, args.channels, native))
         selected = select_rows(args.only, args.tables)
         check_writable(out_dir, "--out", "pass --out with a folder you can write to")
         strategy = choose_strategy(args.strategy)
         train_source = open_dataset(args.dataset, "train", image_size=args.image_size,
-                                    data_dir=args.data_dir, limit=profile.train_limit)
+                                    channels=args.channels, data_dir=args.data_dir,
+                                    limit=profile.train_limit)
         val_source = open_dataset(args.dataset, held_out_split(args.dataset),
-                                  image_size=args.image_size, data_dir=args.data_dir,
-                                  limit=profile.val_limit)
+                                  image_size=args.image_size, channels=args.channels,
+                                  data_dir=args.data_dir, limit=profile.val_limit)
         plans = [(table, plan_run(row, seed, profile, dataset=args.dataset,
                                   image_size=args.image_size, out_dir=out_dir,
-                                  num_classes=len(train_source.class_names)))
+                                  num_classes=len(train_source.class_names),
+                                  channels=args.channels))
                  for table, rows in selected for row in rows for seed in range(args.seeds)]
         for _, plan in plans:
             check_builds(plan, train_source.image_shape)
@@ -297,6 +305,7 @@ def complete_runs(out_dir, tables, profile, args, num_classes):
                 try:
                     plan = plan_run(row, int(seed), profile, dataset=args.dataset,
                                     image_size=args.image_size, out_dir=out_dir,
+                                    channels=args.channels,
                                     num_classes=num_classes)
                 except (UnknownFamilyError, ConfigError):  # a family not (yet) in this checkout
                     continue
@@ -346,8 +355,11 @@ def write_tables(out_dir, plans, results, args, profile, network, num_classes):
         print(f"[run_all] wrote {os.path.join(out_dir, table.name)}.{{md,csv,json}}")
 
 
-def _slug(dataset: str) -> str:
-    return dataset.replace("folder:", "folder-").replace("/", "_").strip("_") or "dataset"
+def _slug(dataset: str, channels: int = 3, native: int = 3) -> str:
+    """The default output folder's name: the dataset, plus ``-gray``/``-rgb`` when the
+    run asks for other channels than the dataset's own (their runs never mix)."""
+    slug = dataset.replace("folder:", "folder-").replace("/", "_").strip("_") or "dataset"
+    return slug if channels == native else f"{slug}-{'gray' if channels == 1 else 'rgb'}"
 
 
 if __name__ == "__main__":

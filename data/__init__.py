@@ -8,6 +8,7 @@ first, then tfds) and :func:`known_datasets` for the names.
 """
 
 from data.errors import DatasetError
-from data.sources import ImageSource, known_datasets, load_dataset, open_dataset
+from data.sources import ImageSource, known_datasets, load_dataset, native_channels, open_dataset
 
-__all__ = ["open_dataset", "load_dataset", "ImageSource", "DatasetError", "known_datasets"]
+__all__ = ["open_dataset", "load_dataset", "ImageSource", "DatasetError", "known_datasets",
+           "native_channels"]

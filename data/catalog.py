@@ -21,6 +21,10 @@ ALIASES = {
     "fashionmnist": "fashion_mnist",
 }
 
+# Datasets whose images are gray: they train and are scored in one channel unless the
+# user asks for three (run_all.py --channels 3); every other dataset is RGB.
+GRAY_DATASETS = ("fashion_mnist", "mnist")
+
 # Our split names per dataset (tfds uses the same names for these datasets).
 SPLITS = {
     "cifar10": ("train", "test"),

@@ -41,6 +41,15 @@ _BATCH_KEYS = ("shuffle_seed", "epoch", "skip_batches", "drop_remainder", "repea
 _GATHER_CHUNK = 1024  # examples per gather in elements()
 
 
+def native_channels(name: str) -> int:
+    """1 for the gray datasets (Fashion-MNIST, MNIST), 3 for every other name: the
+    number of channels a dataset trains and is scored in unless asked otherwise.
+    A model painting three identical channels spends capacity on colour it never sees."""
+    if isinstance(name, str) and name.startswith(catalog.FOLDER_PREFIX):
+        return 3
+    return 1 if _canonical(name) in catalog.GRAY_DATASETS else 3
+
+
 def known_datasets() -> list:
     """Names open_dataset accepts ('folder:PATH' stands for any image folder)."""
     return [*catalog.TFDS_NAMES, catalog.SYNTHETIC, catalog.FOLDER_PREFIX + "PATH"]

@@ -51,6 +51,7 @@ class StagePlan:
     seed: int
     run_dir: str
     inputs: dict  # earlier stage name -> its StagePlan
+    channels: int = 3  # 1 for gray datasets (data.native_channels), unless asked otherwise
 
     @property
     def name(self) -> str:
@@ -63,7 +64,8 @@ class StagePlan:
                                        for f in stage.shared_fields},
                             "batch_size": self.batch_size, "train_config": self.train_config,
                             "profile": self.profile, "dataset": self.dataset,
-                            "image_size": self.image_size, "seed": self.seed,
+                            "image_size": self.image_size, "channels": self.channels,
+                            "seed": self.seed,
                             "inputs": {k: v.identity() for k, v in self.inputs.items()}})
 
 
@@ -84,6 +86,7 @@ class RunPlan:
     n_samples: int
     run_dir: str
     stages: list = dataclasses.field(default_factory=list)
+    channels: int = 3  # 1 for gray datasets (data.native_channels), unless asked otherwise
 
     @property
     def name(self) -> str:
@@ -98,10 +101,17 @@ class RunPlan:
                     "family_config": self.family_config,
                     "train_config": self.train_config, "profile": self.profile,
                     "dataset": self.dataset, "image_size": self.image_size,
-                    "seed": self.seed}
+                    "channels": self.channels, "seed": self.seed}
         if self.stages:  # one-stage families keep the identity they always had
             identity["inputs"] = {s.stage: s.identity() for s in self.stages}
         return to_jsonable(identity)
+
+
+def batches_per_step(family_config) -> int:
+    """Data batches one train step of the final stage consumes (the family config's
+    ``batches_per_step()``, e.g. a WGAN's critic steps; 1 when it has none)."""
+    method = getattr(family_config, "batches_per_step", None)
+    return int(method()) if callable(method) else 1
 
 
 def _stage(family_name, stage_name):
@@ -123,11 +133,12 @@ def _train_config(family, profile: Profile, stage, seed) -> TrainConfig:
 
 def plan_run(row: Row, seed: int, profile: Profile, *, dataset: str, image_size: int,
              out_dir: str, overrides: dict | None = None,
-             num_classes: int | None = None) -> RunPlan:
+             num_classes: int | None = None, channels: int = 3) -> RunPlan:
     """The run of ``row`` at ``seed`` under ``profile``; config errors surface here, up front.
 
     num_classes: the dataset's number of classes, given to families whose config
     has a ``num_classes`` field (class-conditional models).
+    channels: of the images the run trains on and is scored in (part of its identity).
     """
     family = get_family(row.family)
     if row.loss not in family.losses:
@@ -154,13 +165,13 @@ def plan_run(row: Row, seed: int, profile: Profile, *, dataset: str, image_size:
             dataset=dataset, image_size=image_size, seed=seed,
             run_dir=os.path.join(out_dir, "runs",
                                  stage_name(row.family, stage.name, row.latent_size, seed)),
-            inputs={s.stage: s for s in stages}))
+            inputs={s.stage: s for s in stages}, channels=int(channels)))
     train = _train_config(family, profile, family.final_stage, seed)
     name = run_name(row.family, row.loss, batch, row.latent_size, seed)
     return RunPlan(row=row, seed=seed, family_config=config, train_config=train,
                    profile=profile.name, dataset=dataset, image_size=image_size,
                    n_samples=profile.n_samples, run_dir=os.path.join(out_dir, "runs", name),
-                   stages=stages)
+                   stages=stages, channels=int(channels))
 
 
 def check_builds(plan: RunPlan, image_shape):
@@ -432,7 +443,8 @@ def execute_run(plan: RunPlan, *, train_source, val_source, strategy, score=None
                       global_batch_size=batch, run_dir=plan.run_dir, strategy=strategy,
                       title=f"{plan.row.model} ({plan.row.loss}), batch {batch}, "
                             f"latent {plan.row.latent_size}, seed {plan.seed}",
-                      verbose=verbose, extra_callbacks=extra_callbacks)
+                      verbose=verbose, extra_callbacks=extra_callbacks,
+                      batches_per_step=batches_per_step(plan.family_config))
     result = trainer.fit()
     if not chief:
         return {}
@@ -459,7 +471,8 @@ def execute_run(plan: RunPlan, *, train_source, val_source, strategy, score=None
         "val_loss": _float(last.get(model.VAL_LOSS_KEY)),
         "train_loss_key": model.TRAIN_LOSS_KEY, "val_loss_key": model.VAL_LOSS_KEY,
         "n_samples": n, "metric_network": "not computed",
-        "fid": None, "is": None, "is_std": None, "kid": None, "kid_std": None,
+        "metric_network_sha256": None,
+        "fid": None, "is": None, "is_split_std": None, "kid": None, "kid_subset_std": None,
         "precision": None, "recall": None,
         "train_seconds": round(time.time() - started - sample_seconds, 1),
         "sample_seconds": round(sample_seconds, 1),

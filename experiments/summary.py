@@ -1,8 +1,11 @@
 """Table reports: our numbers beside the thesis's, for the rows that ran.
 
-Seeds of one row are aggregated as mean and standard deviation over seeds
-(ddof=0); with one seed, IS and KID keep their own std (over splits/subsets). Metrics from different networks
-never share a column: the ``metric_network`` column names the network, and a
+Seeds of one row are aggregated as mean and standard deviation over seeds (ddof=0):
+every ``*_std`` column is a spread across seeds, empty with one seed. The spreads
+within one run (IS over its 10 splits, KID over its subsets) are other quantities
+and have their own columns (``is_split_std``, ``kid_subset_std``: means over seeds);
+the two never share a cell. Metrics from different networks never share a column:
+the ``metric_network`` column names the network (with its weights' digest), and a
 row whose seeds disagree on it is an error.
 """
 from __future__ import annotations
@@ -16,7 +19,8 @@ from training import artifacts
 COLUMNS = ["family", "model", "loss", "batch_size", "latent_size", "seeds",
            "fid", "fid_std", "is", "is_std", "kid", "kid_std", "precision", "recall",
            "train_loss", "train_loss_std", "val_loss", "val_loss_std",
-           "metric_network", "n_samples", "thesis_batch_size",
+           "is_split_std", "kid_subset_std",
+           "metric_network", "metric_network_sha256", "n_samples", "thesis_batch_size",
            "thesis_fid", "thesis_is", "thesis_train_loss", "thesis_val_loss"]
 
 METRIC_KEYS = ("fid", "is", "kid", "precision", "recall")
@@ -47,12 +51,11 @@ def aggregate(row, results: list[dict]) -> dict:
     line = {"family": row.family, "model": row.model, "loss": row.loss,
             "batch_size": results[0]["batch_size"], "latent_size": row.latent_size,
             "seeds": len(results), "metric_network": networks.pop(),
+            "metric_network_sha256": results[0].get("metric_network_sha256"),
             "n_samples": results[0].get("n_samples"), "thesis_batch_size": row.batch_size}
     for key in ("fid", "is", "kid", "train_loss", "val_loss"):
         line[key], line[f"{key}_std"] = _mean_std([r.get(key) for r in results])
-        if len(results) == 1 and results[0].get(f"{key}_std") is not None:
-            line[f"{key}_std"] = results[0][f"{key}_std"]  # one seed: the metric's own std
-    for key in ("precision", "recall"):
+    for key in ("precision", "recall", "is_split_std", "kid_subset_std"):
         line[key] = _mean_std([r.get(key) for r in results])[0]
     for key in ("fid", "is", "train_loss", "val_loss"):
         line[f"thesis_{key}"] = row.thesis.get(key)
@@ -77,7 +80,8 @@ def _pm(line, key):
 
 
 def markdown(table, lines: list[dict], context: str) -> str:
-    head = ["model (loss)", "batch, latent", "seeds", "FID", "IS", "KID", "precision",
+    head = ["model (loss)", "batch, latent", "seeds", "FID ± seed std", "IS ± seed std",
+            "KID ± seed std", "precision",
             "recall", "train loss", "val loss", "metric network (samples)",
             "thesis FID", "thesis IS", "thesis train", "thesis val"]
     out = [f"# {table.title}", "", context, "", "| " + " | ".join(head) + " |",

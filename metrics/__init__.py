@@ -43,8 +43,10 @@ __all__ = [
 ]
 
 NETWORK_CHOICES = ("auto", "inception", "evaluator", "none")
-RESULT_KEYS = ("metric_network", "n_samples", "fid", "is", "is_std", "kid", "kid_std",
-               "precision", "recall")
+# Spreads within one run (IS over its splits, KID over its subsets) are named for what
+# they are; a table's ``*_std`` columns are spreads across seeds and never mix with them.
+RESULT_KEYS = ("metric_network", "metric_network_sha256", "n_samples", "fid", "is",
+               "is_split_std", "kid", "kid_subset_std", "precision", "recall")
 IS_SPLITS = 10
 KID_SUBSETS = 100
 KID_SUBSET_SIZE = 1000
@@ -94,7 +96,8 @@ def inception_feature_network(inception_weights=None, cache_dir=None, *, model=N
             tensors = read_inception_tensors(path)
             with strategy.scope():
                 model = build_fid_inception()
-            load_inception_weights(model, path, tensors=tensors)
+            report = load_inception_weights(model, path, tensors=tensors)
+            model.weights_sha256 = report["sha256"]  # recorded with every metric
             _INCEPTION_CACHE.clear()  # one copy (95 MB) at a time
             _INCEPTION_CACHE[key] = model
 
@@ -102,8 +105,9 @@ def inception_feature_network(inception_weights=None, cache_dir=None, *, model=N
         out = model(preprocess(images), training=False)
         return out["pool_3"], out["logits_unbiased"]
 
+    digest = getattr(model, "weights_sha256", None)
     return FeatureNetwork(label=NETWORK_NAME, cache_key=NETWORK_NAME, feature_dim=2048,
-                          num_classes=1008, fn=fn, max_batch=50)
+                          num_classes=1008, fn=fn, max_batch=50, weights_sha256=digest)
 
 
 def _evaluator_feature_network(real, cache_dir, data_dir) -> FeatureNetwork:
@@ -117,15 +121,17 @@ def _evaluator_feature_network(real, cache_dir, data_dir) -> FeatureNetwork:
 
 
 def metrics_from_stats(fake: FeatureStats, ref: FeatureStats, is_result, *, label: str,
-                       seed: int = 0) -> dict:
+                       seed: int = 0, weights_sha256: str | None = None) -> dict:
     fid = frechet_distance(fake.mu, fake.sigma, ref.mu, ref.sigma)
     kid, kid_std = kernel_inception_distance(fake.features, ref.features, subsets=KID_SUBSETS,
                                              subset_size=KID_SUBSET_SIZE, seed=seed)
     precision, recall = precision_recall(ref.features, fake.features, k=PR_K)
-    is_mean, is_std = is_result if is_result is not None else (math.nan, math.nan)
-    return {"metric_network": label, "n_samples": int(fake.n_samples), "fid": float(fid),
-            "is": float(is_mean), "is_std": float(is_std), "kid": float(kid), "kid_std": float(kid_std),
-            "precision": float(precision), "recall": float(recall)}
+    is_mean, is_split_std = is_result if is_result is not None else (math.nan, math.nan)
+    return {"metric_network": label, "metric_network_sha256": weights_sha256,
+            "n_samples": int(fake.n_samples), "fid": float(fid), "is": float(is_mean),
+            "is_split_std": float(is_split_std), "kid": float(kid),
+            "kid_subset_std": float(kid_std), "precision": float(precision),
+            "recall": float(recall)}
 
 
 def compute_metrics(fake_batches: Iterable, real, *, network: str, n_samples: int, cache_dir,
@@ -147,8 +153,8 @@ def compute_metrics(fake_batches: Iterable, real, *, network: str, n_samples: in
         network = resolve_metric_network(network, inception_weights=inception_weights,
                                          cache_dir=cache_dir)
     if network == "none":
-        return {"metric_network": "none", "n_samples": 0,
-                **{k: math.nan for k in RESULT_KEYS[2:]}}
+        return {"metric_network": "none", "metric_network_sha256": None, "n_samples": 0,
+                **{k: math.nan for k in RESULT_KEYS[3:]}}
     if network not in ("inception", "evaluator"):
         raise MetricsError(f"unknown metric network {network!r}; choose one of {NETWORK_CHOICES}")
     if int(n_samples) < IS_SPLITS:
@@ -165,4 +171,5 @@ def compute_metrics(fake_batches: Iterable, real, *, network: str, n_samples: in
     if fake.n_samples < int(n_samples):
         raise MetricsError(f"fake_batches yielded {fake.n_samples} images; n_samples={n_samples}")
     is_result = is_acc.result() if feature_network.logits_are_meaningful else None
-    return metrics_from_stats(fake, ref, is_result, label=feature_network.label, seed=seed)
+    return metrics_from_stats(fake, ref, is_result, label=feature_network.label, seed=seed,
+                              weights_sha256=feature_network.weights_sha256)

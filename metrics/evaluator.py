@@ -9,8 +9,23 @@ Datasets without at least two classes (CelebA's images all carry label 0) train 
 same network on rotation prediction (0/90/180/270 degrees) instead, a label-free task
 whose features still separate real from generated images; their ``is_eval`` is NaN.
 
-Cached per (dataset, image size, channels) under ``<cache>/evaluator/<key>/``:
-``weights.weights.h5`` plus ``info.json`` with the test accuracy and the training setup.
+Looked up per (dataset, image size, channels) = ``<key>`` in two places, in order:
+
+1. ``metrics/evaluators/<key>/`` in this repository: the evaluators that scored the
+   committed results, shipped so that anyone re-scoring a committed ``samples.npz``
+   gets the committed numbers;
+2. ``<cache>/evaluator/<key>/``, where one is trained and saved when neither has it.
+
+Each holds ``weights.weights.h5`` and ``info.json`` (test accuracy, training setup, the
+weights' SHA-256, which every metric records as ``metric_network_sha256``).
+
+Reproducible training: a new evaluator is trained in a fresh Python process
+(``python -m metrics train-evaluator``) whose TensorFlow runtime is pinned before its
+first op: op determinism on, one inter-op pool of fixed size, a fixed number of intra-op
+threads whatever the machine's core count, oneDNN off (its kernels are chosen by the
+CPU's instruction set), fixed seeds, and a data order fixed by the seed. Two trainings on
+one machine give identical weights (tested); another CPU type may still round
+differently, which is why the weights that scored committed results are committed.
 """
 from __future__ import annotations
 
@@ -31,6 +46,11 @@ from .errors import MetricsError
 from .features import FeatureNetwork
 
 EVALUATOR_FORMAT = 1
+SHIPPED_DIR = Path(__file__).resolve().parent / "evaluators"
+# The pinned runtime of evaluator training: fixed pool sizes make the order of every
+# floating-point reduction independent of the machine's core count.
+INTRA_OP_THREADS = 2
+INTER_OP_THREADS = 1
 
 
 @dataclasses.dataclass
@@ -42,6 +62,28 @@ class EvaluatorConfig:
     max_train_examples: int | None = None  # per epoch; None = the whole train split
     max_test_examples: int | None = None
     seed: int = 0
+
+
+def pin_runtime() -> dict:
+    """Pin this process's TensorFlow runtime for reproducible training (see the module
+    docstring); returns what was set, for info.json. Must run before the first op
+    (``python -m metrics train-evaluator`` calls it first thing): a runtime already
+    started is a MetricsError, since its pools can no longer change."""
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(INTRA_OP_THREADS)
+        tf.config.threading.set_inter_op_parallelism_threads(INTER_OP_THREADS)
+    except RuntimeError as err:
+        raise MetricsError(f"pin_runtime() must run before TensorFlow's first op: {err}") from err
+    tf.config.experimental.enable_op_determinism()
+    return runtime_record(pinned=True)
+
+
+def runtime_record(pinned: bool) -> dict:
+    """The facts about this process's runtime that decide the trained weights."""
+    return {"pinned": pinned, "tensorflow": tf.__version__, "keras": keras.__version__,
+            "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+            "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+            "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default")}
 
 
 def _pool_stages(size: int) -> int:
@@ -86,7 +128,13 @@ def evaluator_key(dataset: str, image_shape) -> str:
 
 
 def evaluator_dir(cache_dir, dataset: str, image_shape) -> Path:
+    """Where an evaluator trained on this machine is cached."""
     return Path(cache_dir) / "evaluator" / evaluator_key(dataset, image_shape)
+
+
+def shipped_dir(dataset: str, image_shape) -> Path:
+    """Where the repository's committed evaluator for (dataset, shape) lives, if any."""
+    return SHIPPED_DIR / evaluator_key(dataset, image_shape)
 
 
 def _accuracy(model: keras.Model, source, batch_size: int, limit: int | None, task: str) -> float:
@@ -143,10 +191,17 @@ def train_evaluator(train_src, test_src, config: EvaluatorConfig | None = None, 
         "train_seconds": round(time.perf_counter() - start, 1),
         "feature_dim": int(model.output["features"].shape[-1]),
         "config": dataclasses.asdict(config),
+        "train_fingerprint": _fingerprint(train_src), "runtime": runtime_record(pinned=False),
     }
     if verbose:
         print(f"[metrics] evaluator test accuracy {accuracy:.4f}", file=sys.stderr, flush=True)
     return model, info
+
+
+def _fingerprint(source):
+    """SHA-256 of the images trained on (data.ImageSource), or None for other sources."""
+    fingerprint = getattr(source, "fingerprint", None)
+    return fingerprint(source.num_examples) if callable(fingerprint) else None
 
 
 def save_evaluator(model: keras.Model, info: dict, folder) -> dict:
@@ -198,22 +253,58 @@ def load_evaluator(folder) -> tuple[keras.Model, dict] | None:
 def load_or_train_evaluator(dataset: str, image_shape, *, cache_dir, data_dir=None,
                             train_src=None, test_src=None, config: EvaluatorConfig | None = None,
                             verbose: bool = True) -> tuple[keras.Model, dict]:
-    """The cached evaluator for (dataset, image shape), trained first if there is none."""
-    folder = evaluator_dir(cache_dir, dataset, image_shape)
-    loaded = load_evaluator(folder)
-    if loaded is not None:
-        return loaded
-    size, channels = int(image_shape[0]), int(image_shape[2])
-    if train_src is None or test_src is None:
-        from data import open_dataset  # the data package; imported only when training
+    """The evaluator for (dataset, image shape): the repository's shipped one, else the
+    cached one, else a new one trained, saved in the cache and returned.
 
-        train_src = train_src or open_dataset(dataset, "train", data_dir=data_dir, image_size=size,
-                                              channels=channels)
-        test_src = test_src or open_dataset(dataset, "test", data_dir=data_dir, image_size=size,
-                                            channels=channels)
+    A new one is trained in a pinned subprocess (:func:`train_in_subprocess`) from the
+    named dataset; given in-memory ``train_src``/``test_src`` (tests), it is trained in
+    this process instead, and its info.json says ``runtime.pinned: false``.
+    """
+    for folder in (shipped_dir(dataset, image_shape),
+                   evaluator_dir(cache_dir, dataset, image_shape)):
+        loaded = load_evaluator(folder)
+        if loaded is not None:
+            return loaded
+    folder = evaluator_dir(cache_dir, dataset, image_shape)
+    if train_src is None or test_src is None:
+        train_in_subprocess(dataset, image_shape, folder, data_dir=data_dir, config=config,
+                            verbose=verbose)
+        loaded = load_evaluator(folder)
+        if loaded is None:
+            raise MetricsError(f"the evaluator trained into {folder} does not load")
+        return loaded
     model, info = train_evaluator(train_src, test_src, config, verbose=verbose)
     info = save_evaluator(model, info, folder)
     return model, info
+
+
+def train_in_subprocess(dataset: str, image_shape, folder, *, data_dir=None,
+                        config: EvaluatorConfig | None = None, verbose: bool = True) -> None:
+    """Train the evaluator of ``dataset`` at ``image_shape`` into ``folder`` in a fresh
+    process with a pinned runtime (``python -m metrics train-evaluator``)."""
+    import subprocess
+
+    config = config or EvaluatorConfig()
+    size, _, channels = (int(d) for d in image_shape)
+    command = [sys.executable, "-m", "metrics", "train-evaluator", "--dataset", dataset,
+               "--image-size", str(size), "--channels", str(channels), "--out", str(folder),
+               "--config", json.dumps(dataclasses.asdict(config))]
+    if data_dir:
+        command += ["--data-dir", str(data_dir)]
+    if not verbose:
+        command.append("--quiet")
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0", "PYTHONHASHSEED": "0",
+           "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+    root = str(Path(__file__).resolve().parent.parent)  # the repository: `-m metrics` resolves
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    print(f"[metrics] no evaluator for {dataset} {tuple(image_shape)} yet: training one into "
+          f"{folder} in a pinned process", file=sys.stderr, flush=True)
+    # Its progress and errors go straight to this process's stdout/stderr, as they happen.
+    done = subprocess.run(command, env=env, cwd=root,
+                          stdout=None if verbose else subprocess.DEVNULL)
+    if done.returncode != 0:
+        raise MetricsError(f"training the evaluator of {dataset} {tuple(image_shape)} failed "
+                           f"(exit {done.returncode}); its error is printed above")
 
 
 def _adapt(images, shape):
@@ -234,7 +325,10 @@ def evaluator_network(model: keras.Model, info: dict) -> FeatureNetwork:
         out = model(_adapt(images, shape), training=False)
         return out["features"], out["logits"]
 
-    label = f"evaluator:{info['dataset']}:{info['test_accuracy']:.4f}"
+    # The label names the weights too: two evaluators never share a table column.
+    label = (f"evaluator:{evaluator_key(info['dataset'], shape)}:acc{info['test_accuracy']:.4f}"
+             f":{info['weights_sha256'][:12]}")
     return FeatureNetwork(label=label, cache_key=f"evaluator-{info['weights_sha256'][:12]}",
+                          weights_sha256=info["weights_sha256"],
                           feature_dim=int(info["feature_dim"]), num_classes=int(info["num_classes"]),
                           fn=fn, max_batch=500, logits_are_meaningful=info.get("task") == "classes")

@@ -47,6 +47,7 @@ class FeatureNetwork:
     fn: Callable
     max_batch: int = 64
     logits_are_meaningful: bool = True
+    weights_sha256: str | None = None  # of the weights file; every metric records it
 
 
 class Progress:

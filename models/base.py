@@ -31,6 +31,11 @@ class GenerativeModel(keras.Model):
     #: history keys the thesis tables call "training loss" / "validation loss"
     TRAIN_LOSS_KEY = "loss"
     VAL_LOSS_KEY = "val_loss"
+    #: data batches one train_step consumes: the trainer hands it their concatenation
+    #: [batches_per_step * global batch, ...] (a WGAN's critic steps: 5); an instance
+    #: may set its own. Its config's ``batches_per_step()``, if any, must agree (the
+    #: runner passes that to the trainer, which checks it when the model is built).
+    batches_per_step = 1
 
     def __init__(self, config, *, image_shape, global_batch_size, seed=0, **kwargs):
         super().__init__(**kwargs)

@@ -44,7 +44,8 @@ def _main(out_dir):
     # Adam's epsilon 1e-4 (not 1e-8): Adam turns a gradient that is 0 up to float
     # rounding (~1e-9, summed in another order on two replicas) into a step of size
     # ~lr; a larger epsilon keeps such noise below the tolerance.
-    config = GANConfig(**{**TINY, "loss": "wasserstein_gp", "epsilon": 1e-4, "ada": True, "ada_interval": 1, "ada_kimg": 0.01, "ada_target": -2.0,
+    # d_steps = 2: each replica's slice holds its share of both critic batches
+    config = GANConfig(**{**TINY, "loss": "wasserstein_gp", "d_steps": 2, "epsilon": 1e-4, "ada": True, "ada_interval": 1, "ada_kimg": 0.01, "ada_target": -2.0,
                           "diffaugment": "color,translation,cutout"})
     family = get_family("gan")
     out = {}

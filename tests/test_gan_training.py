@@ -22,7 +22,7 @@ TINY = dict(batch_size=BATCH, latent_size=8, w_dim=8, channel_base=64, channel_m
 class TinySource:
     """In-memory image source with the ``data.ImageSource`` batching interface."""
 
-    def __init__(self, n=16, seed=0, split="train"):
+    def __init__(self, n=48, seed=0, split="train"):
         rng = np.random.default_rng(seed)
         # smooth colour blobs rather than white noise, in [-1, 1]
         low = rng.uniform(-1, 1, (n, 2, 2, 3)).astype(np.float32)
@@ -81,6 +81,10 @@ def test_smoke_run_of_every_loss(tmp_path, loss):
     assert (float(row["gp"]) > 0) == (loss == "wasserstein_gp")
     assert (float(row["r1"]) > 0) == ("r1_gamma" in SMOKE[loss])
     assert (float(row["ada_p"]) > 0) == (loss == "lsgan")
+    # Gulrajani et al.'s n_critic = 5 for WGAN-GP, one D step per G step otherwise
+    d_steps = 5 if loss == "wasserstein_gp" else 1
+    assert int(model.d_optimizer.iterations) == 2 * d_steps
+    assert int(model.g_optimizer.iterations) == 2
     for name in ("mapping", "synthesis", "discriminator", "ema_synthesis"):
         before, after = getattr(init, name).weights, getattr(model, name).weights
         assert any(not np.array_equal(a.numpy(), b.numpy()) for a, b in zip(before, after)), name
@@ -129,3 +133,45 @@ def test_resume_restores_ema_and_ada_p_exactly(tmp_path):
     strip = [[{k: v for k, v in r.items() if k != "wall_s"} for r in rs] for rs in rows]
     assert strip[0] == strip[1]
     assert [float(r["ada_p"]) for r in rows[0]] == sorted(float(r["ada_p"]) for r in rows[0])
+
+
+def test_critic_steps_take_their_own_batches_and_resume_exactly(tmp_path):
+    """d_steps = 3: three D updates per G update, each on its own real batch; a run
+    stopped after one epoch and resumed ends bit-identical to the straight run."""
+    tf.config.experimental.enable_op_determinism()
+    config = GANConfig(**{**TINY, "loss": "wasserstein_gp", "d_steps": 3})
+    fit = functools.partial(_fit, config=config, validate=False, checkpoint_every=0)
+    straight = fit(tmp_path / "straight", epochs=2)
+    assert int(straight.model.d_optimizer.iterations) == 3 * 4
+    assert int(straight.model.g_optimizer.iterations) == 4
+    fit(tmp_path / "split", epochs=1)
+    resumed = fit(tmp_path / "split", epochs=2)
+    assert resumed.resumed_from_step == 2 and resumed.steps == 4
+    for name in ("generator_weights", "ema_weights"):
+        for a, b in zip(_values(getattr(straight.model, name)),
+                        _values(getattr(resumed.model, name)), strict=True):
+            np.testing.assert_array_equal(a, b)
+    for a, b in zip(_values(straight.model.discriminator.weights),
+                    _values(resumed.model.discriminator.weights), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_each_critic_step_sees_its_own_slice_of_the_step_batch():
+    """The step's [d_steps * b] reals are cut into d_steps batches in order: D's
+    first update uses only the first b images (changing the others leaves it)."""
+    config = GANConfig(**{**TINY, "loss": "wasserstein_gp", "d_steps": 2})
+    family = get_family("gan")
+    source = TinySource()
+    reals = tf.constant(source.images[:2 * BATCH])
+    labels = tf.zeros([2 * BATCH], tf.int32)
+    first_d = []
+    for second_half in (reals[BATCH:], -reals[BATCH:]):
+        model = family.build(config, (SIZE, SIZE, 3), BATCH, seed=3)
+        model(tf.zeros([1, SIZE, SIZE, 3]))
+        model.build_optimizers()
+        logs, _ = model.critic_step(reals[:BATCH], 0, tf.constant(0.0))
+        first_d.append(_values(model.discriminator.weights))
+        model.train_step((tf.concat([reals[:BATCH], second_half], 0), labels))
+        assert int(model.d_optimizer.iterations) == 3
+    for a, b in zip(*first_d, strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -95,7 +95,45 @@ def test_compute_metrics_with_the_cached_evaluator(trained, sources):
     result = metrics.compute_metrics((images[i:i + 100] for i in range(0, 500, 100)), real_ref,
                                      network="evaluator", n_samples=500, cache_dir=cache,
                                      data_dir=FASHION_DIR, progress=False)
-    assert result["metric_network"] == f"evaluator:fashion_mnist:{info['test_accuracy']:.4f}"
+    assert result["metric_network"] == (f"evaluator:fashion_mnist-32x32x3:"
+                                        f"acc{info['test_accuracy']:.4f}:{info['weights_sha256'][:12]}")
+    assert result["metric_network_sha256"] == info["weights_sha256"]
     assert tuple(result) == metrics.RESULT_KEYS and result["n_samples"] == 500
-    assert all(np.isfinite(result[k]) for k in metrics.RESULT_KEYS[2:])
+    assert all(np.isfinite(result[k]) for k in metrics.RESULT_KEYS[3:])
     assert result["fid"] < 5.0 and result["precision"] > 0.5
+
+
+def _train_in_pinned_process(folder):
+    from metrics.evaluator import train_in_subprocess
+
+    tiny = EvaluatorConfig(width=4, epochs=1, batch_size=64, max_train_examples=256, seed=3)
+    train_in_subprocess("synthetic", (16, 16, 1), folder, config=tiny, verbose=False)
+    return json.loads((folder / "info.json").read_text())
+
+
+def test_training_twice_in_the_pinned_process_gives_identical_weights(tmp_path):
+    first = _train_in_pinned_process(tmp_path / "a")
+    second = _train_in_pinned_process(tmp_path / "b")
+    assert first["runtime"]["pinned"] and first["runtime"]["onednn"] == "0"
+    assert first["runtime"]["intra_op_threads"] == 2 and first["runtime"]["inter_op_threads"] == 1
+    assert first["image_shape"] == [16, 16, 1]
+    assert first["weights_sha256"] == second["weights_sha256"]
+    assert ((tmp_path / "a" / "weights.weights.h5").read_bytes()
+            == (tmp_path / "b" / "weights.weights.h5").read_bytes())
+
+
+def test_the_shipped_evaluator_is_intact_and_comes_first(tmp_path):
+    """The committed evaluator that scored the committed results: its weights match the
+    digest in its info.json, and it is used before any cache (nothing is trained)."""
+    from metrics.evaluator import load_evaluator, shipped_dir
+
+    folder = shipped_dir("fashion_mnist", (32, 32, 1))
+    model, info = load_evaluator(folder)  # None (and a test failure) when damaged
+    assert info["runtime"]["pinned"] and info["image_shape"] == [32, 32, 1]
+    assert info["test_accuracy"] > 0.88
+    again, info2 = load_or_train_evaluator("fashion_mnist", (32, 32, 1),
+                                           cache_dir=tmp_path / "empty-cache")
+    assert info2["weights_sha256"] == info["weights_sha256"]
+    assert not (tmp_path / "empty-cache").exists()
+    network = evaluator_network(again, info2)
+    assert network.weights_sha256 == info["weights_sha256"]

@@ -140,7 +140,7 @@ def test_compute_metrics_end_to_end_with_cached_reference(tmp_path, capsys):
     assert good["kid"] < bad["kid"] / 10 and bad["kid"] > 0
     assert good["precision"] > 0.5 and good["recall"] > 0.5
     assert bad["precision"] < good["precision"]
-    assert 1.0 <= good["is"] <= 5.0 and good["is_std"] >= 0
+    assert 1.0 <= good["is"] <= 5.0 and good["is_split_std"] >= 0
 
     path = reference_path(tmp_path, "toy", "train", "toy-v1", (16, 16, 3), 1200,
                           source_fingerprint(real, 1200))
@@ -164,7 +164,8 @@ def test_compute_metrics_refuses_short_streams_and_wrong_ranges(tmp_path):
 def test_network_none_measures_nothing(tmp_path):
     result = metrics.compute_metrics(iter(()), None, network="none", n_samples=10, cache_dir=tmp_path)
     assert result["metric_network"] == "none"
-    assert all(math.isnan(result[k]) for k in metrics.RESULT_KEYS[2:])
+    assert result["metric_network_sha256"] is None
+    assert all(math.isnan(result[k]) for k in metrics.RESULT_KEYS[3:])
 
 
 # ---------------------------------------------------------------- distribution strategies

@@ -45,6 +45,31 @@ def test_frechet_distance_survives_singular_covariances():
     assert np.isfinite(value) and value > 0
 
 
+def _feature_stats(rng, n, d, shift):
+    # features with a correlated, decaying spectrum, like a network's pooled activations
+    mixing = rng.standard_normal((d, d)) * np.exp(-np.arange(d) / (d / 8))[None, :]
+    x = rng.standard_normal((n, d)) @ mixing + shift
+    return x.mean(0), np.cov(x, rowvar=False)
+
+
+@pytest.mark.parametrize("n, d", [(3000, 256), (500, 256), (100, 64)])
+def test_fast_frechet_distance_equals_the_sqrtm_one(n, d):
+    """The eigenvalue form against TTUR's sqrtm form, to 1e-6 relative: full-rank and
+    rank-deficient (n < d) covariances alike."""
+    from metrics.stats import frechet_distance_sqrtm
+
+    rng = np.random.default_rng(n + d)
+    a, b = _feature_stats(rng, n, d, 0.0), _feature_stats(rng, n, d, 0.3)
+    fast, reference = frechet_distance(*a, *b), frechet_distance_sqrtm(*a, *b)
+    assert fast == pytest.approx(reference, rel=1e-6)
+    assert fast > 0.01
+
+
+def test_frechet_distance_refuses_non_finite_statistics():
+    with pytest.raises(MetricsError, match="NaN or Inf"):
+        frechet_distance(np.zeros(3), np.full((3, 3), np.nan), np.zeros(3), np.eye(3))
+
+
 def test_frechet_distance_refuses_mismatched_shapes():
     with pytest.raises(MetricsError):
         frechet_distance(np.zeros(3), np.eye(3), np.zeros(4), np.eye(4))

@@ -27,7 +27,7 @@ def test_uint8_conversion_and_grid():
 
 def _result(seed, fid, network="evaluator:x"):
     return {"batch_size": 8, "n_samples": 64, "metric_network": network, "fid": fid,
-            "is": 2.0 + seed, "is_std": 0.1, "kid": None, "train_loss": 1.0 + seed,
+            "is": 2.0 + seed, "is_split_std": 0.1 + seed, "kid": None, "train_loss": 1.0 + seed,
             "val_loss": 2.0, "precision": 0.5, "recall": 0.25}
 
 
@@ -36,8 +36,11 @@ def test_seeds_aggregate_to_mean_and_std_and_networks_never_mix():
     line = summary.aggregate(row, [_result(0, 10.0), _result(1, 20.0)])
     assert line["fid"] == 15.0 and line["fid_std"] == 5.0 and line["seeds"] == 2
     assert line["is"] == 2.5 and line["is_std"] == 0.5  # std over seeds, not the split std
+    assert line["is_split_std"] == pytest.approx(0.6)  # the within-run spread, its own column
     assert line["thesis_fid"] == pytest.approx(1545.6937)
     single = summary.aggregate(row, [_result(0, 10.0)])
-    assert single["is_std"] == 0.1 and single["fid_std"] is None
+    # one seed has no spread across seeds; the split spread never stands in for it
+    assert single["is_std"] is None and single["fid_std"] is None
+    assert single["is_split_std"] == pytest.approx(0.1)
     with pytest.raises(ValueError, match="different networks"):
         summary.aggregate(row, [_result(0, 1.0), _result(1, 1.0, "inception-2015-12-05")])

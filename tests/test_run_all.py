@@ -22,7 +22,7 @@ def _run(*args):
                           text=True, timeout=900)
 
 
-def _check_outputs(out, dataset):
+def _check_outputs(out, dataset, channels=3, scored=False):
     assert set(os.listdir(out / "runs")) == VAE_RUNS
     for name in VAE_RUNS:
         run = out / "runs" / name
@@ -32,7 +32,9 @@ def _check_outputs(out, dataset):
         config = json.loads((run / "config.json").read_text())
         assert config["identity"]["dataset"] == dataset and config["identity"]["seed"] == 0
         images = np.load(run / "samples.npz")["images"]
-        assert images.dtype == np.uint8 and images.shape == (64, 32, 32, 3)
+        assert images.dtype == np.uint8 and images.shape == (64, 32, 32, channels)
+        assert config["image_shape"] == [32, 32, channels]
+        assert config["identity"]["channels"] == channels
         with open(run / "history.csv") as f:
             assert [row["epoch"] for row in csv.DictReader(f)] == ["1", "2"]
     for table, n_rows in (("table_3_1", 2), ("table_3_2", 4)):
@@ -42,13 +44,15 @@ def _check_outputs(out, dataset):
             rows = list(csv.DictReader(f))
         assert len(rows) == n_rows and {r["family"] for r in rows} == {"vae"}
         for column in ("family", "model", "loss", "batch_size", "latent_size", "seeds", "fid",
-                       "fid_std", "is", "is_std", "train_loss", "val_loss", "metric_network",
+                       "fid_std", "is", "is_std", "is_split_std", "train_loss", "val_loss",
+                       "metric_network", "metric_network_sha256",
                        "n_samples", "thesis_fid", "thesis_is", "thesis_train_loss",
                        "thesis_val_loss"):
             assert column in rows[0]
-        assert all(r["fid"] == "not computed" and r["is"] == "not computed" for r in rows)
         assert all(float(r["thesis_fid"]) > 900 for r in rows)  # the thesis's numbers, as data
-        assert "not computed" in (out / f"{table}.md").read_text()
+        if not scored:
+            assert all(r["fid"] == "not computed" and r["is"] == "not computed" for r in rows)
+            assert "not computed" in (out / f"{table}.md").read_text()
 
 
 def test_smoke_profile_writes_every_file_and_skips_complete_runs(tmp_path):
@@ -68,13 +72,23 @@ def test_smoke_profile_writes_every_file_and_skips_complete_runs(tmp_path):
 @pytest.mark.skipif(not os.path.isdir(FASHION),
                     reason=f"Debian's dataset-fashion-mnist is not installed ({FASHION} missing); "
                            f"apt-get install -y dataset-fashion-mnist")
-def test_smoke_profile_on_real_fashion_mnist(tmp_path):
+def test_smoke_profile_on_real_fashion_mnist_trains_and_scores_in_one_channel(tmp_path):
+    """Gray data stays gray: 1-channel models, samples and evaluator (the repository's
+    shipped one, so nothing is trained for the metrics)."""
+    from metrics.evaluator import shipped_dir
+
+    shipped = json.loads((shipped_dir("fashion_mnist", (32, 32, 1)) / "info.json").read_text())
     out = tmp_path / "fashion"
     proc = _run("--profile", "smoke", "--only", "vae", "--dataset", "fashion_mnist",
-                "--data-dir", FASHION, "--out", str(out), "--metrics", "none", "--quiet")
+                "--data-dir", FASHION, "--out", str(out), "--metrics", "evaluator", "--quiet")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "idx files" in proc.stdout
-    _check_outputs(out, "fashion_mnist")
+    assert "idx files" in proc.stdout and "training one" not in proc.stderr
+    _check_outputs(out, "fashion_mnist", channels=1, scored=True)
+    for name in VAE_RUNS:
+        metrics = json.loads((out / "runs" / name / "metrics.json").read_text())
+        assert metrics["metric_network"].startswith("evaluator:fashion_mnist-32x32x1:")
+        assert metrics["metric_network_sha256"] == shipped["weights_sha256"]
+        assert np.isfinite(metrics["fid"]) and metrics["fid"] > 0
 
 
 DIFFUSION_RUNS = {f"diffusion-{loss}-b8-z{z}-s0" for loss in ("mse", "mae", "huber")
@@ -99,7 +113,7 @@ def test_diffusion_smoke_rows_share_two_autoencoders(tmp_path):
         assert np.isfinite(metrics["train_loss"]) and np.isfinite(metrics["val_loss"])
         z = name.split("-z")[1].split("-")[0]
         assert metrics["stages"]["autoencoder"]["run"] == f"../diffusion-autoencoder-z{z}-s0"
-        assert np.load(run / "samples.npz")["images"].shape == (64, 32, 32, 3)
+        assert np.load(run / "samples.npz")["images"].shape == (64, 32, 32, 1)  # gray data
     for name in AUTOENCODERS:
         ae = json.loads((out / "runs" / name / "metrics.json").read_text())
         assert ae["stage"] == "autoencoder" and 0 < ae["recon_mse"] < 4
@@ -169,7 +183,7 @@ def test_evaluator_metrics_fill_the_table(tmp_path, monkeypatch):
     assert proc.returncode == 0, proc.stderr[-3000:]
     with open(out / "table_3_1.csv") as f:
         (row,) = list(csv.DictReader(f))
-    assert row["metric_network"].startswith("evaluator:synthetic:")
+    assert row["metric_network"].startswith("evaluator:synthetic-32x32x3:acc")
     assert row["n_samples"] == "64"
     for key in ("fid", "is", "kid", "precision", "recall"):
         assert np.isfinite(float(row[key])), key

@@ -87,11 +87,19 @@ class Trainer:
 
     def __init__(self, build_model, train_source, val_source, config: TrainConfig, *,
                  global_batch_size: int, run_dir: str, strategy=None, title: str = "",
-                 extra_callbacks=(), verbose: bool = True):
+                 extra_callbacks=(), verbose: bool = True, batches_per_step: int | None = None):
         self.build_model = build_model
         self.train_source, self.val_source = train_source, val_source
         self.config = config
         self.global_batch_size = int(global_batch_size)
+        # A train step may consume several batches (a WGAN's critic steps): the pipeline
+        # then hands it their concatenation [batches_per_step * B, ...], and an epoch
+        # counts train steps, so resuming skips whole steps, as with one batch. The
+        # built model's ``batches_per_step`` decides; given here, it is checked up front.
+        self.batches_per_step = 1 if batches_per_step is None else int(batches_per_step)
+        if self.batches_per_step < 1:
+            raise ValueError(f"batches_per_step must be >= 1, got {batches_per_step}")
+        self._declared_batches_per_step = batches_per_step
         self.run_dir = run_dir
         self.strategy = strategy or tf.distribute.get_strategy()
         self.title = title
@@ -103,14 +111,27 @@ class Trainer:
             raise ValueError(f"global batch {self.global_batch_size} is not divisible by the "
                              f"{self.strategy.num_replicas_in_sync} replicas")
 
+    @property
+    def images_per_step(self) -> int:
+        return self.global_batch_size * self.batches_per_step
+
     def _steps_per_epoch(self) -> int:
-        full = self.train_source.num_examples // self.global_batch_size
+        full = self.train_source.num_examples // self.images_per_step
         if full == 0:
             raise ValueError(
                 f"the train split has {self.train_source.num_examples} images, fewer than one "
-                f"batch of {self.global_batch_size}: lower the batch size or raise the limit")
+                f"step's {self.images_per_step} ({self.batches_per_step} batch(es) of "
+                f"{self.global_batch_size}): lower the batch size or raise the limit")
         steps = self.config.steps_per_epoch
         return full if steps is None else min(int(steps), full)
+
+    def _adopt_batches_per_step(self, k: int) -> None:
+        declared = self._declared_batches_per_step
+        if declared is not None and int(declared) != k:
+            raise ValueError(f"the model consumes {k} batch(es) per step, the trainer was "
+                             f"told {declared}")
+        self.batches_per_step = k
+        self.steps_per_epoch = self._steps_per_epoch()
 
     # ------------------------------------------------------------ state
     def _checkpoint_dir(self):
@@ -224,9 +245,25 @@ class Trainer:
 
     def _train_batches(self, epoch, skip):
         dataset = self.train_source.batches(
-            self.global_batch_size, shuffle_seed=self.config.seed, epoch=epoch,
+            self.images_per_step, shuffle_seed=self.config.seed, epoch=epoch,
             skip_batches=skip, drop_remainder=True)
+        if self.batches_per_step > 1:
+            dataset = dataset.map(self._replica_major)
         return dataset.take(self.steps_per_epoch - skip)
+
+    def _replica_major(self, images, labels):
+        """[k*B, ...] with batch j = rows [jB, (j+1)B) -> the order in which replica r's
+        contiguous slice holds its share of batch 0, then of batch 1, ...: each of the
+        step's k batches is then the same images whatever the number of replicas."""
+        k, replicas = self.batches_per_step, self.strategy.num_replicas_in_sync
+
+        def reorder(x):  # [k*B, ...] -> [k, R, B/R, ...] -> [R, k, B/R, ...] -> [k*B, ...]
+            rest = tf.shape(x)[1:]
+            grid = tf.reshape(x, tf.concat([[k, replicas, -1], rest], 0))
+            perm = tf.concat([[1, 0], tf.range(2, tf.rank(grid))], 0)
+            return tf.reshape(tf.transpose(grid, perm), tf.shape(x))
+
+        return reorder(images), reorder(labels)
 
     def validate(self, test_fn):
         if self.val_source is None:
@@ -254,6 +291,7 @@ class Trainer:
             model(tf.zeros([1, *model.image_shape]))  # create every variable before restoring
             model.build_optimizers()
         self.model = model
+        self._adopt_batches_per_step(int(getattr(model, "batches_per_step", 1)))
         self._make_state(model)
         start_step = self._restore()
         if start_step == 0:

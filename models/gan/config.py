@@ -4,26 +4,37 @@ from __future__ import annotations
 import dataclasses
 import typing
 
-#: Width presets. ``small`` (the defaults: 32 feature maps up to 16x16, 16 at 32x32)
-#: trains a quick-profile run (300 steps of 64 images) in about 2-3 minutes on 2 CPU
-#: cores (``benchmarks/bench_gan.py``); ``full`` is the
-#: StyleGAN2 / StyleGAN2-ADA CIFAR configuration (Karras et al. 2020b, the
-#: ``cifar`` spec of ``train.py``: 512 feature maps at every resolution <= 32,
-#: a 2-layer mapping network, w of dimension 512, minibatch-std groups of 32 and
-#: learning rate 0.0025). Use it as ``GANConfig.preset("full", latent_size=1024)``
-#: or copy the dict into a profile's overrides.
-WIDTH_PRESETS = {
-    "small": {},
-    "full": {
-        "channel_base": 32768,
-        "channel_max": 512,
-        "w_dim": 512,
-        "mapping_layers": 2,
-        "mbstd_group": 32,
-        "g_learning_rate": 0.0025,
-        "d_learning_rate": 0.0025,
-    },
+#: StyleGAN2-ADA's ``cifar`` configuration in full (Karras et al. 2020b, "Training
+#: Generative Adversarial Networks with Limited Data", ``train.py --cfg=cifar``: its
+#: spec ref_gpus=2, mb=64, mbstd=32, fmaps=1, lrate=0.0025, gamma=0.01, ema=500,
+#: ramp=0.05, map=2, plus the cifar-only changes: no path-length regularisation, no
+#: style mixing, the "orig" (non-residual) discriminator; ADA on with target 0.6).
+#: The paper profile uses it; README "GAN: the paper profile's configuration" lists
+#: where the suite departs from it and why (z dimension, objective, precision, ...).
+STYLEGAN2_ADA_CIFAR = {
+    "channel_base": 32768,       # fmaps=1 -> 32768; 512 maps at every resolution <= 64
+    "channel_max": 512,
+    "w_dim": 512,
+    "mapping_layers": 2,         # map=2
+    "mbstd_group": 32,           # mbstd=32
+    "g_learning_rate": 0.0025,   # lrate
+    "d_learning_rate": 0.0025,
+    "r1_gamma": 0.01,            # gamma, R1 every 16 D steps (lazy regularisation)
+    "d_reg_every": 16,
+    "ema_kimg": 500.0,           # ema=500 with ramp=0.05
+    "ema_rampup": 0.05,
+    "style_mixing_prob": 0.0,    # cifar: style mixing off
+    "d_architecture": "orig",    # cifar: no residual skips in D
+    "ada": True,                 # --aug=ada (the default), target 0.6, ada_kimg 500
+    "ada_target": 0.6,
+    "ada_interval": 4,
+    "ada_kimg": 500.0,
 }
+
+#: Named presets for ``GANConfig.preset``: ``small`` (the defaults: 32 feature maps up
+#: to 16x16, 16 at 32x32) is the CPU width of the smoke and quick profiles
+#: (``benchmarks/bench_gan.py``); ``cifar`` is StyleGAN2-ADA's configuration above.
+WIDTH_PRESETS = {"small": {}, "cifar": STYLEGAN2_ADA_CIFAR}
 
 
 @dataclasses.dataclass
@@ -37,8 +48,14 @@ class GANConfig:
         ``min(channel_base // r, channel_max)`` in both networks (StyleGAN2's rule).
     w_dim, mapping_layers, mapping_lr_mul: the mapping network z -> w.
     mbstd_group, mbstd_channels: the discriminator's minibatch-stddev layer.
+    d_architecture: "resnet" (StyleGAN2's residual discriminator) or "orig" (plain
+        blocks, StyleGAN2-ADA's cifar configuration).
     g_learning_rate, d_learning_rate, beta_1, beta_2, epsilon: Adam (StyleGAN2:
         0.002, betas (0, 0.99), eps 1e-8).
+    d_steps: discriminator (critic) steps per generator step, each on its own batch
+        of real images with its own noise; None = the objective's published value
+        (``LOSSES[loss].d_steps``: 5 for WGAN-GP, Gulrajani et al. 2017, Algorithm 1,
+        n_critic = 5; 1 for the others, as their papers train).
     gp_weight: lambda of the WGAN-GP gradient penalty (Gulrajani et al. 2017: 10).
     r1_gamma: gamma of the R1 penalty (Mescheder et al. 2018); 0 = off.
     d_reg_every: lazy regularisation interval of R1 (Karras et al. 2020, sec. 3.1).
@@ -62,6 +79,7 @@ class GANConfig:
     batch_size: int = 64
     latent_size: int = 128
     loss: str = "wasserstein_gp"
+    d_steps: typing.Optional[int] = None
     channel_base: int = 512
     channel_max: int = 32
     w_dim: int = 128
@@ -69,6 +87,7 @@ class GANConfig:
     mapping_lr_mul: float = 0.01
     mbstd_group: int = 4
     mbstd_channels: int = 1
+    d_architecture: str = "resnet"
     g_learning_rate: float = 0.002
     d_learning_rate: float = 0.002
     beta_1: float = 0.0
@@ -96,6 +115,26 @@ class GANConfig:
             raise ValueError(f"unknown GAN width preset {name!r}; known: {sorted(WIDTH_PRESETS)}")
         return cls(**{**WIDTH_PRESETS[name], **overrides})
 
+    def critic_steps(self) -> int:
+        """D steps per G step: ``d_steps``, or the objective's published default."""
+        if self.d_steps is not None:
+            return int(self.d_steps)
+        from models.gan.losses import LOSSES  # the registry holds each objective's default
+
+        return LOSSES[self.loss].d_steps if self.loss in LOSSES else 1
+
+    def batches_per_step(self) -> int:
+        """Real batches one train step consumes: one per critic step."""
+        return self.critic_steps()
+
+    def validate(self) -> None:
+        if self.d_architecture not in ("resnet", "orig"):
+            raise ValueError(f"d_architecture must be 'resnet' or 'orig', got "
+                             f"{self.d_architecture!r}")
+        if self.d_steps is not None and (isinstance(self.d_steps, bool) or int(self.d_steps) < 1):
+            raise ValueError(f"d_steps must be a positive integer (critic steps per generator "
+                             f"step), got {self.d_steps!r}")
+
     def channels(self, resolution: int) -> int:
         """Feature maps at ``resolution`` (StyleGAN2: min(base / r, max))."""
         return max(1, min(self.channel_base // resolution, self.channel_max))
@@ -103,9 +142,9 @@ class GANConfig:
 
 #: Per-profile overrides of the defaults above (one per profile of
 #: ``experiments/profiles.py``; a profile missing here is an error). The paper
-#: profile uses StyleGAN2-ADA's CIFAR widths (about 20M parameters each in G and D).
+#: profile is StyleGAN2-ADA's cifar configuration (about 20M parameters each in G and D).
 PRESETS = {
     "smoke": dict(WIDTH_PRESETS["small"]),
-    "quick": dict(WIDTH_PRESETS["small"]),
-    "paper": dict(WIDTH_PRESETS["full"]),
+    "quick": {**WIDTH_PRESETS["small"], "train": {"epochs": 10, "steps_per_epoch": 100}},
+    "paper": dict(STYLEGAN2_ADA_CIFAR),
 }

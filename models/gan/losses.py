@@ -27,11 +27,14 @@ class GANLoss:
     real: d_real [b] -> [b], fake: d_fake [b] -> [b], generator: d_fake [b] -> [b].
     penalty: ``(critic, real, fake, eps, config) -> [b]``, a regulariser that is
         part of the objective's definition (WGAN-GP's gradient penalty), or None.
+    d_steps: discriminator steps per generator step in the paper that defines the
+        objective (``GANConfig.d_steps`` overrides it).
     """
     real: Callable
     fake: Callable
     generator: Callable
     penalty: Optional[Callable] = None
+    d_steps: int = 1
 
     def __call__(self, d_real, d_fake) -> dict:
         d_real_loss, d_fake_loss = self.real(d_real), self.fake(d_fake)
@@ -81,7 +84,9 @@ def r1_penalty(critic, real, gamma):
 # -------------------------------------------------------------------- objectives
 # Wasserstein: Arjovsky et al. (2017), "Wasserstein GAN", sec. 3, with Gulrajani et al.'s (2017)
 # gradient penalty (eq. 3): L_D = D(G(z)) - D(x) + lambda * GP, L_G = -D(G(z)).
-# The thesis's baseline "Wasserstein loss with regularisation".
+# The thesis's baseline "Wasserstein loss with regularisation". Gulrajani et al.'s
+# Algorithm 1 takes n_critic = 5 critic steps (each on a fresh real batch and fresh
+# noise) per generator step.
 def _negate(d):
     return -d
 
@@ -91,7 +96,7 @@ def _identity(d):
 
 
 WASSERSTEIN_GP = GANLoss(real=_negate, fake=_identity, generator=_negate,
-                         penalty=wgan_gradient_penalty)
+                         penalty=wgan_gradient_penalty, d_steps=5)
 
 
 # Hinge: Lim & Ye (2017), "Geometric GAN", sec. 3 (the SVM margin loss);

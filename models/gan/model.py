@@ -2,9 +2,11 @@
 
 One train step (Karras et al. 2020, StyleGAN2 / StyleGAN2-ADA's training loop):
 
-1. discriminator: fakes from fresh z (with style mixing), D on (augmented) reals
-   and fakes, the objective's loss (+ its own penalty, WGAN-GP's), and every
-   ``d_reg_every`` steps the lazy R1 penalty scaled by the interval;
+1. discriminator, ``d_steps`` times (WGAN-GP's n_critic = 5; 1 otherwise), each on
+   its own batch of reals (the step receives their concatenation): fakes from fresh
+   z (with style mixing), D on (augmented) reals and fakes, the objective's loss
+   (+ its own penalty, WGAN-GP's), and every ``d_reg_every`` steps (on the first
+   critic step) the lazy R1 penalty scaled by the interval;
 2. generator: fresh z, G's loss through the (augmented) discriminator;
 3. the EMA generator moves towards G; ADA's p is updated from sign(D(real)).
 
@@ -33,6 +35,7 @@ _STREAM_GP = 40                # interpolation weights of the gradient penalty
 _STREAM_G_GENERATOR = 50       # z, z2, mixing, per-pixel noise of the G step
 _STREAM_G_AUG = 60             # augmentation in the G step
 _EVAL_OFFSET = 500             # evaluation streams: base + 500 (never collide with training)
+_CRITIC_OFFSET = 1000          # critic step i > 0 of a train step: D streams + 1000 * i
 _CONST_NOISE_SALT = 90_000     # the sampler's fixed per-pixel noise
 
 
@@ -64,6 +67,8 @@ class GANModel(GenerativeModel):
         if config.conv_dtype not in ("float32", "bfloat16"):
             raise ValueError(f"conv_dtype must be 'float32' or 'bfloat16', got {config.conv_dtype!r}")
         self.loss_fn = LOSSES[config.loss]
+        self.d_steps = config.critic_steps()
+        self.batches_per_step = self.d_steps  # the trainer hands each step d_steps batches
         self.policy = parse_policy(config.diffaugment)
         self.num_ws = num_ws(self.image_shape[0])
         self.noise_shapes = noise_shapes(self.image_shape[0])
@@ -259,24 +264,39 @@ class GANModel(GenerativeModel):
 
     # No Python control flow depends on tensors here (tf.cond is explicit), so the
     # steps skip AutoGraph's source transformation: it cost ~7 s per trace.
-    @tf.autograph.experimental.do_not_convert
-    def train_step(self, data):
-        real, _ = data
-        self.check_images(real)
+    def critic_step(self, real, i, p):
+        """Critic step ``i`` of this train step on reals [b, ...]: D's update; returns
+        its logs and D(real) [b]. Each critic step draws its own noise streams."""
         b = self._batch(real)
-        p = tf.convert_to_tensor(self.ada_p)
-        d_args = (real, self.generator_inputs(b, _STREAM_D_GENERATOR),
-                  self.augment_inputs(b, _STREAM_D_REAL_AUG),
-                  self.augment_inputs(b, _STREAM_D_FAKE_AUG),
-                  self.uniform(b, [], _STREAM_GP), p)
-        if self.r1_active:
+        offset = _CRITIC_OFFSET * i
+        d_args = (real, self.generator_inputs(b, _STREAM_D_GENERATOR + offset),
+                  self.augment_inputs(b, _STREAM_D_REAL_AUG + offset),
+                  self.augment_inputs(b, _STREAM_D_FAKE_AUG + offset),
+                  self.uniform(b, [], _STREAM_GP + offset), p)
+        if self.r1_active and i == 0:
             regularise = tf.equal(self.step_counter % self.config.d_reg_every, 0)
             d_grads, logs, d_real = tf.cond(regularise, lambda: self._d_with_r1(*d_args),
                                             lambda: self._d_plain(*d_args))
         else:
             d_grads, logs, d_real = self._d_plain(*d_args)
         self.d_optimizer.apply(d_grads, self.discriminator.trainable_variables)
+        return logs, d_real
 
+    # No Python control flow depends on tensors here (tf.cond is explicit), so the
+    # steps skip AutoGraph's source transformation: it cost ~7 s per trace.
+    @tf.autograph.experimental.do_not_convert
+    def train_step(self, data):
+        reals, _ = data  # [d_steps * b, ...]: the critic steps' batches, one after another
+        self.check_images(reals)
+        p = tf.convert_to_tensor(self.ada_p)
+        critic_logs = []
+        for i, real in enumerate(tf.split(reals, self.d_steps, axis=0)):
+            logs, d_real = self.critic_step(real, i, p)
+            critic_logs.append(logs)
+        # D's logs: the mean over this step's critic steps
+        logs = {k: tf.add_n([c[k] for c in critic_logs]) / float(self.d_steps)
+                for k in critic_logs[0]}
+        b = self._batch(real)
         g_grads, g_logs = self._g_grads(self.generator_inputs(b, _STREAM_G_GENERATOR),
                                         self.augment_inputs(b, _STREAM_G_AUG), p)
         self.g_optimizer.apply(g_grads, self.generator_variables)
@@ -284,7 +304,7 @@ class GANModel(GenerativeModel):
 
         self.update_ema()
         if self.config.ada:
-            self.update_ada(d_real)
+            self.update_ada(d_real)  # the last critic step's D(real)
         logs["ada_p"] = self.replica_share(self.ada_p)
         return logs
 

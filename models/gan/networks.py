@@ -103,13 +103,19 @@ def build_synthesis(image_shape, config, *, seed: int = 0, aggregation: str = "n
 
 def build_discriminator(image_shape, config, *, seed: int = 0,
                         name: str = "discriminator") -> keras.Model:
-    """images [b, H, W, C] -> logits [b] (StyleGAN2's residual discriminator, fig. 7c).
+    """images [b, H, W, C] -> logits [b]: StyleGAN2's discriminator (fig. 7c).
 
-    FromRGB (1x1 conv) at full resolution, then per resolution r > 4 a residual
-    block: main path conv3x3 at r -> 2x2 average pool -> conv3x3 at r/2, skip
-    path pool -> 1x1 conv, summed and scaled by 1/sqrt(2). At 4x4: minibatch
-    stddev, conv3x3, fully connected, and a linear output.
+    FromRGB (1x1 conv) at full resolution, then per resolution r > 4 a block:
+    conv3x3 at r -> 2x2 average pool -> conv3x3 at r/2. ``config.d_architecture``
+    "resnet" adds the skip path pool -> 1x1 conv, summed with the block and scaled by
+    1/sqrt(2) (StyleGAN2's default); "orig" is the plain block (StyleGAN2-ADA's
+    ``cifar`` configuration). At 4x4: minibatch stddev, conv3x3, fully connected,
+    and a linear output.
     """
+    if config.d_architecture not in ("resnet", "orig"):
+        raise ValueError(f"d_architecture must be 'resnet' or 'orig', got "
+                         f"{config.d_architecture!r}")
+    resnet = config.d_architecture == "resnet"
     size = image_shape[0]
     resolutions = _resolutions(size)[::-1]           # [size, ..., 8, 4]
     seeds = itertools.count(seed * 1000 + 500)
@@ -117,16 +123,20 @@ def build_discriminator(image_shape, config, *, seed: int = 0,
     dt = config.conv_dtype
     x_in = keras.Input(tuple(image_shape), name="images")
     h = EqualizedConv2D(ch(size), 1, seed=next(seeds), conv_dtype=dt, name="fromrgb")(x_in)
-    residual = 1.0 / math.sqrt(2.0)   # (main + skip) / sqrt(2), folded into both branches
+    # resnet: (main + skip) / sqrt(2), folded into both branches
+    residual = 1.0 / math.sqrt(2.0) if resnet else 1.0
     for res in resolutions[:-1]:
-        skip = EqualizedConv2D(ch(res // 2), 1, use_bias=False, activate=False, scale=residual,
-                               seed=next(seeds), conv_dtype=dt, name=f"b{res}_skip")(
-            keras.layers.Lambda(downsample, name=f"b{res}_skip_pool")(h))
+        if resnet:
+            skip = EqualizedConv2D(ch(res // 2), 1, use_bias=False, activate=False,
+                                   scale=residual, seed=next(seeds), conv_dtype=dt,
+                                   name=f"b{res}_skip")(
+                keras.layers.Lambda(downsample, name=f"b{res}_skip_pool")(h))
         h = EqualizedConv2D(ch(res), 3, seed=next(seeds), conv_dtype=dt, name=f"b{res}_conv0")(h)
         h = keras.layers.Lambda(downsample, name=f"b{res}_pool")(h)
         h = EqualizedConv2D(ch(res // 2), 3, scale=residual, seed=next(seeds), conv_dtype=dt,
                             name=f"b{res}_conv1")(h)
-        h = keras.layers.Add(name=f"b{res}_residual")([h, skip])
+        if resnet:
+            h = keras.layers.Add(name=f"b{res}_residual")([h, skip])
     h = MinibatchStdDev(config.mbstd_group, config.mbstd_channels, name="mbstd")(h)
     h = EqualizedConv2D(ch(4), 3, seed=next(seeds), conv_dtype=dt, name="b4_conv")(h)
     h = keras.layers.Flatten(name="flatten")(h)

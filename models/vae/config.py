@@ -35,6 +35,6 @@ class VAEConfig:
 #: profile of ``experiments/profiles.py``). A profile missing here is an error.
 PRESETS = {
     "smoke": {"widths": (8, 16)},
-    "quick": {"widths": (32, 64, 128)},
+    "quick": {"widths": (32, 64, 128), "train": {"epochs": 10, "steps_per_epoch": 300}},
     "paper": {"widths": (64, 128, 256)},
 }

@@ -1,0 +1,195 @@
+"""Quality per CPU budget: fd_eval against training seconds for each family's baseline row.
+
+Trains the Table 3.1 baseline row at latent 128 of each selected family (vae/elbo,
+gan/wasserstein_gp, diffusion/mse, autoregressive/cross_entropy) exactly as
+``run_all.py --profile quick`` would (same plan, same preset, same seed), in its own
+folder, and at the end of every epoch samples ``--n-samples`` images and scores them
+with the suite's evaluator against the whole train split. The clock counts training
+only: the time spent probing is subtracted, and a two-stage family starts at the
+seconds its first stage took. Prints and writes a table (``quality_budget.{csv,md}``)
+and a plot (``quality_budget.png``) in ``--out``; reruns reuse finished probes.
+
+    python benchmarks/quality_budget.py --dataset fashion_mnist \
+        --data-dir /usr/share/datasets/fashion-mnist [--families vae gan] [--seed 0]
+
+Numbers are wall seconds on this machine; other processes on the same cores inflate
+them (the table records the CPU count and the load average at the start).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+
+BASELINES = {"vae": "vae/elbo@128", "gan": "gan/wasserstein_gp@128",
+             "diffusion": "diffusion/mse@128",
+             "autoregressive": "autoregressive/cross_entropy@128"}
+#: The quick profile's quality targets (issues 7, 8, 11): fd_eval at or below.
+TARGETS = {"vae": 7.0, "gan": 5.0, "diffusion": 5.0, "autoregressive": 5.0}
+COLUMNS = ["family", "row", "epoch", "step", "train_seconds", "fd_eval", "kid", "target",
+           "metric_network", "n_samples", "seed"]
+
+
+class QualityProbe(keras.callbacks.Callback):
+    """At each epoch's end: sample, score, and record (training seconds, fd_eval).
+
+    ``offset``: seconds already spent on earlier stages; the probe's own time is
+    excluded from the clock.
+    """
+
+    def __init__(self, score, n_samples, seed, offset, on_point):
+        super().__init__()
+        self.score, self.n_samples, self.seed = score, n_samples, seed
+        self.offset, self.on_point = offset, on_point
+        self.probing = 0.0
+
+    def on_train_begin(self, logs=None):
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        from experiments.runner import generate_uint8, uint8_batches
+
+        probe_start = time.perf_counter()
+        trained = probe_start - self.started - self.probing
+        fake = generate_uint8(self.model, self.n_samples, seed=self.seed + 777)
+        result = self.score(uint8_batches(fake), self.n_samples, self.seed)
+        self.probing += time.perf_counter() - probe_start
+        self.on_point(epoch + 1, int(self.model.step_counter.numpy()),
+                      round(self.offset + trained, 1), result)
+
+
+def _stage_seconds(plan) -> float:
+    from training import artifacts
+
+    total = 0.0
+    for stage in plan.stages:
+        path = os.path.join(stage.run_dir, "metrics.json")
+        total += float(artifacts.read_json(path).get("train_seconds") or 0.0)
+    return total
+
+
+def _plot(points, path, title):
+    from training import artifacts
+
+    plt = artifacts._pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for family in BASELINES:
+        mine = [p for p in points if p["family"] == family]
+        if not mine:
+            continue
+        line, = ax.plot([p["train_seconds"] for p in mine], [p["fd_eval"] for p in mine],
+                        marker="o", label=f"{family} ({mine[0]['row']})")
+        ax.axhline(TARGETS[family], color=line.get_color(), ls=":", lw=1)
+    ax.axvline(600, color="grey", ls="--", lw=1, label="10-minute budget")
+    ax.set_xlabel("training seconds (wall, this machine)")
+    ax.set_ylabel("fd_eval (lower is better)")
+    ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    artifacts._save_figure(plt, fig, path, title)
+
+
+def _markdown(points, context) -> str:
+    lines = [f"# Quality per training budget", "", context, "",
+             "| family (row) | epoch | step | training s | fd_eval | KID | target |",
+             "|---|---|---|---|---|---|---|"]
+    for p in points:
+        lines.append(f"| {p['family']} ({p['row']}) | {p['epoch']} | {p['step']} | "
+                     f"{p['train_seconds']:.0f} | {p['fd_eval']:.3f} | {p['kid']:.4f} | "
+                     f"<= {p['target']:g} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--families", nargs="+", default=list(BASELINES), choices=list(BASELINES))
+    parser.add_argument("--dataset", default="fashion_mnist")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--profile", default="quick")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--n-samples", type=int, default=2000)
+    parser.add_argument("--out", default=None,
+                        help="default: reports/<profile>/<dataset>/quality_budget")
+    args = parser.parse_args(argv)
+
+    import run_all
+    from data import native_channels, open_dataset
+    from experiments.profiles import get_profile
+    from experiments.runner import execute_run, plan_run
+    from training import artifacts
+    from training.strategy import choose_strategy
+
+    profile = get_profile(args.profile)
+    channels = native_channels(args.dataset)
+    out = args.out or os.path.join("reports", profile.name, args.dataset, "quality_budget")
+    os.makedirs(out, exist_ok=True)
+    train = open_dataset(args.dataset, "train", channels=channels, data_dir=args.data_dir,
+                         limit=profile.train_limit)
+    val = open_dataset(args.dataset, run_all.held_out_split(args.dataset), channels=channels,
+                       data_dir=args.data_dir, limit=profile.val_limit)
+    score_args = argparse.Namespace(metrics="evaluator", inception_weights=None,
+                                    data_dir=args.data_dir, quiet=True)
+    score, network = run_all.make_scorer(score_args, train)
+    strategy = choose_strategy("auto")
+    csv_path = os.path.join(out, "quality_budget.csv")
+    points = [dict(r) for r in artifacts.read_csv(csv_path)] if os.path.exists(csv_path) else []
+    for p in points:
+        for key in ("epoch", "step", "n_samples", "seed"):
+            p[key] = int(p[key])
+        for key in ("train_seconds", "fd_eval", "kid", "target"):
+            p[key] = float(p[key])
+    load = os.getloadavg()[0]
+    for family in args.families:
+        selected = run_all.select_rows([BASELINES[family]], ("table_3_1",))
+        (row,) = selected[0][1]
+        plan = plan_run(row, args.seed, profile, dataset=args.dataset, image_size=32,
+                        out_dir=out, num_classes=len(train.class_names), channels=channels)
+        if any(p["family"] == family and p["seed"] == args.seed for p in points):
+            print(f"[quality] {family}: probes already in {csv_path}; skipped")
+            continue
+        mine = []
+
+        def on_point(epoch, step, seconds, result, family=family, row=row):
+            point = {"family": family, "row": row.key, "epoch": epoch, "step": step,
+                     "train_seconds": seconds, "fd_eval": float(result["fid"]),
+                     "kid": float(result["kid"]), "target": TARGETS[family],
+                     "metric_network": result["metric_network"], "n_samples": args.n_samples,
+                     "seed": args.seed}
+            mine.append(point)
+            print(f"[quality] {family} epoch {epoch} step {step}: {seconds:.0f} s "
+                  f"fd_eval {point['fd_eval']:.3f}", flush=True)
+
+        class StageClock(keras.callbacks.Callback):  # the probe learns the stages' time
+            def on_train_begin(self, logs=None):
+                probe.offset = _stage_seconds(plan)
+
+        probe = QualityProbe(score, args.n_samples, args.seed, 0.0, on_point)
+        print(f"[quality] {family}: {row.key}, {plan.train_config.epochs} epochs x "
+              f"{plan.train_config.steps_per_epoch} steps -> {plan.run_dir}", flush=True)
+        execute_run(plan, train_source=train, val_source=val, strategy=strategy, score=score,
+                    verbose=False, extra_callbacks=[StageClock(), probe])
+        points += mine
+        artifacts.write_csv(csv_path, points, COLUMNS)
+    context = (f"Profile `{profile.name}`, dataset `{args.dataset}` ({channels} channel(s)), "
+               f"seed {args.seed}: fd_eval of {args.n_samples} samples against the whole train "
+               f"split, metric network `{network}` evaluator; wall seconds of training on "
+               f"{os.cpu_count()} CPU cores (load average {load:.1f} at the start), probing "
+               f"time excluded. Written by benchmarks/quality_budget.py.")
+    points.sort(key=lambda p: (list(BASELINES).index(p["family"]), p["epoch"]))
+    artifacts.write_csv(csv_path, points, COLUMNS)
+    artifacts.write_text(os.path.join(out, "quality_budget.md"), _markdown(points, context))
+    _plot(points, os.path.join(out, "quality_budget.png"),
+          f"fd_eval vs training time, {profile.name} profile, {args.dataset}, seed {args.seed}")
+    print(_markdown(points, context))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
