@@ -131,10 +131,11 @@ class Report:
                 f"metric network {', '.join(networks)}")
 
 
-def load_report(out_dir, tables=None) -> Report:
+def load_report(out_dir, tables=None, also=()) -> Report:
     """The tables (``<name>.json`` + ``.md``) of ``out_dir`` and the run folders behind their
-    rows; ``tables`` restricts to those experiment names. ReportError before any drawing
-    when the folder or a named table is missing."""
+    rows. ``tables``: only these experiments (each must be there), plus those of ``also``
+    that are (e.g. Table 3.2's notebook shows the baselines of 3.1 beside its losses when
+    they ran). ReportError before any drawing when the folder or a named table is missing."""
     out_dir = os.fspath(out_dir)
     if not os.path.isdir(out_dir):
         raise ReportError(f"{out_dir}: no such folder; run run_all.py first (its --out, "
@@ -147,7 +148,7 @@ def load_report(out_dir, tables=None) -> Report:
             raise ReportError(f"{out_dir} has no table {', '.join(missing)} (found: "
                               f"{', '.join(t.name for t in found) or 'none'}); run run_all.py "
                               f"--tables {' '.join(missing)} with --out {out_dir} first")
-        found = [t for t in found if t.name in tables]
+        found = [t for t in found if t.name in tables or t.name in also]
     if not found:
         raise ReportError(f"{out_dir} holds no experiment tables (<table>.json written by "
                           f"run_all.py); run run_all.py with --out {out_dir} first")
