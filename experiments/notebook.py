@@ -47,7 +47,7 @@ def run_all_args(tables, *, profile, dataset, out, data_dir="", seeds=1, only=""
     if data_dir:
         args += ["--data-dir", data_dir]
     if only:
-        args += ["--only", *shlex.split(only) if isinstance(only, str) else only]
+        args += ["--only", *(shlex.split(only) if isinstance(only, str) else only)]
     return args
 
 

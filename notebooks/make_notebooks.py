@@ -73,8 +73,8 @@ def colab_url(repository: str, branch: str, name: str) -> str:
             f"notebooks/{name}.ipynb")
 
 
-def _cell(kind, source, **metadata):
-    cell = {"cell_type": kind, "metadata": metadata,
+def _cell(cell_id, kind, source, **metadata):
+    cell = {"cell_type": kind, "id": cell_id, "metadata": metadata,
             "source": source.strip("\n").splitlines(True)}
     if kind == "code":
         cell.update(execution_count=None, outputs=[])
@@ -185,12 +185,15 @@ def notebook(experiment: Experiment, repository: str = GITHUB_REPOSITORY) -> dic
     """The notebook of ``experiment`` as nbformat 4 JSON (no outputs)."""
     tables = list(experiment.tables)
     cells = [
-        _cell("markdown", INTRO.format(title=experiment.title, summary=experiment.summary)),
-        _cell("code", SETUP.format(repo_url=repository_url(repository))),
-        _cell("code", CHECK),
-        _cell("code", PARAMETERS.format(dataset=experiment.dataset), tags=["parameters"]),
-        _cell("code", RUN.format(tables=tables)),
-        _cell("code", COMPARE.format(tables=tables, also=list(experiment.compare_with))),
+        _cell("intro", "markdown",
+              INTRO.format(title=experiment.title, summary=experiment.summary)),
+        _cell("setup", "code", SETUP.format(repo_url=repository_url(repository))),
+        _cell("check", "code", CHECK),
+        _cell("parameters", "code", PARAMETERS.format(dataset=experiment.dataset),
+              tags=["parameters"]),
+        _cell("run", "code", RUN.format(tables=tables)),
+        _cell("compare", "code",
+              COMPARE.format(tables=tables, also=list(experiment.compare_with))),
     ]
     return {"cells": cells, "nbformat": 4, "nbformat_minor": 5,
             "metadata": {"accelerator": "GPU", "colab": {"provenance": []},
