@@ -243,9 +243,7 @@ def _network_kind(label) -> str:
 def samples_figure(report: Report, lines):
     """Panels of generated images, a column per loss and a row per latent size, all from
     runs of one seed (so the same latent draws); None when no run has samples."""
-    seeds = set.intersection(*({run.seed for run in line.runs} for line in lines)) or {
-        min((run.seed for line in lines for run in line.runs), default=0)}
-    seed = min(seeds)
+    seed = sample_seed(lines)
     latents, losses = _latents(lines), _losses(lines)
     fig, axes = _figure(len(latents), len(losses), 3.4, 3.7)
     shown = 0
@@ -262,6 +260,13 @@ def samples_figure(report: Report, lines):
                  f"{report.subtitle(lines)}", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def sample_seed(lines) -> int:
+    """The seed whose runs the samples figure shows: the lowest that every line ran (so
+    every panel decodes the same latent draws), else the lowest of any line."""
+    common = set.intersection(*({run.seed for run in line.runs} for line in lines))
+    return min(common or {run.seed for line in lines for run in line.runs} or {0})
 
 
 def _draw_samples(ax, run, line) -> int:
