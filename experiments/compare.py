@@ -8,6 +8,10 @@ One module draws every comparison, for the report folder's ``README.md`` (writte
     compare.show(report)                  # in a notebook
     compare.write_readme(report)          # README.md + figures/*.png in that folder
 
+or, to redraw a folder's README.md without running anything:
+
+    python -m experiments.compare reports/quick/fashion_mnist
+
 It reads only what ``run_all.py`` wrote: each experiment's ``<table>.json`` and ``.md`` (the
 rows, aggregated over seeds, with the thesis's numbers and footnote) and the run folders
 ``runs/<family>-<loss>-b<batch>-z<latent>-s<seed>/`` (``metrics.json``, ``config.json``,
@@ -17,11 +21,11 @@ rows, aggregated over seeds, with the thesis's numbers and footnote) and the run
   runs of the same seed. A family's sampler draws its latents from (run seed, sample index)
   only (``models/*/model.py: sample_latents``), so at one seed and latent size every loss
   decodes the same latent vectors: the grids compare cell by cell.
-- ``curves``: the losses' training curves overlaid on one axis per latent size: the objective
-  each loss optimises (train solid, validation dashed) and, where the family records one for
-  every loss, a loss-independent quantity on a shared scale (:data:`SHARED_SCALE`, e.g. the
-  VAE's per-pixel MSE, the scale of the thesis's numbers). Several seeds: their mean, with a
-  band of one standard deviation.
+- ``curves``: the losses' training curves overlaid (train solid, validation dashed), a row
+  per latent size: the objective each loss optimises and, where the family records one for
+  every loss, a quantity on a shared scale (:data:`CURVE_PANELS`, e.g. the VAE's per-pixel
+  MSE, the scale of the thesis's numbers). Several seeds: their mean, with a band of one
+  standard deviation.
 - ``metrics``: FID, IS and KID per loss as bars, with error bars of the standard deviation
   across seeds (the rows' ``*_std``, used only when a row has more than one seed: a single
   run's split spread is not a seed spread).
@@ -40,14 +44,21 @@ import numpy as np
 
 from training import artifacts
 
-#: family -> (train key, validation key, what it is): a quantity every loss of the family
-#: records in ``history.csv`` on one scale, so that the losses' curves can share an axis.
-#: Families not listed (the GAN: each loss is its own game) show their objectives only.
-SHARED_SCALE = {
-    "vae": ("mse", "val_mse", "per-pixel MSE of the reconstruction (the thesis's scale)"),
-    "diffusion": ("eps_mse", "val_eps_mse",
-                  "per-element MSE of the predicted noise (thesis eq. 2.13)"),
-    "autoregressive": ("nll", "val_nll", "next-token cross-entropy (nats)"),
+#: The curve panels of a family: (train key, validation key, what it is) of ``history.csv``,
+#: ``OBJECTIVE`` standing for the run's own objective (metrics.json's train/val loss keys).
+#: Beside the objective, which each loss has on its own scale, a family shows a quantity
+#: that every one of its losses records on one scale, so their curves can share an axis;
+#: the GAN, whose losses are different games, shows G's and D's losses (the thesis's
+#: "training" and "validation" loss). Other families: the objective only.
+OBJECTIVE = None
+CURVE_PANELS = {
+    "vae": [OBJECTIVE, ("mse", "val_mse",
+                        "per-pixel MSE of the reconstruction (the thesis's scale)")],
+    "diffusion": [OBJECTIVE, ("eps_mse", "val_eps_mse",
+                              "per-element MSE of the predicted noise (thesis eq. 2.13)")],
+    "autoregressive": [OBJECTIVE, ("nll", "val_nll", "next-token cross-entropy (nats)")],
+    "gan": [("g_loss", "val_g_loss", "generator loss (the thesis's training loss)"),
+            ("d_loss", "val_d_loss", "discriminator loss (the thesis's validation loss)")],
 }
 #: metric key -> its name in a figure, per kind of metric network
 METRIC_LABELS = {
@@ -295,15 +306,13 @@ def _draw_samples(ax, run, line) -> int:
 
 
 def curves_figure(report: Report, lines):
-    """The losses' curves overlaid: a row per latent size; columns: the objective each loss
-    optimises, and the family's shared-scale quantity (:data:`SHARED_SCALE`) if any.
-    None when no run has a history."""
+    """The losses' curves overlaid: a row per latent size, a column per panel of the family
+    (:data:`CURVE_PANELS`). None when no run has a history."""
     from matplotlib.ticker import MaxNLocator
 
-    shared = SHARED_SCALE.get(lines[0].family)
-    panels = [None] + ([shared] if shared else [])
+    panels = CURVE_PANELS.get(lines[0].family, [OBJECTIVE])
     latents = _latents(lines)
-    fig, axes = _figure(len(latents), len(panels), 5.2, 3.6)
+    fig, axes = _figure(len(latents), len(panels), 10.4 / len(panels), 3.6)
     colours = {loss: f"C{i}" for i, loss in enumerate(_losses(lines))}
     drawn = 0
     for line in lines:
@@ -335,9 +344,7 @@ def _objective_keys(line):
 
 def _objective_title(line) -> str:
     train, val = _objective_keys(line)
-    if (train, val) == ("g_loss", "d_loss"):  # the thesis's GAN convention
-        return "generator loss (solid), discriminator loss (dashed), each loss its own scale"
-    return f"objective {train} / {val} (each loss on its own scale)"
+    return f"objective {train} / {val}, each loss on its own scale"
 
 
 def _plot_curves(ax, line, keys, colour) -> int:
@@ -524,3 +531,25 @@ def show(report: Report):
         for kind in FIGURE_KINDS:
             if kind in figs:
                 display(Image(data=png_bytes(figs[kind])))
+
+
+def main(argv=None) -> int:
+    """``python -m experiments.compare OUT``: (re)write OUT/README.md and its figures."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description="Redraw a report folder's README.md and "
+                                                 "figures from its tables and run folders.")
+    parser.add_argument("out", help="a folder run_all.py wrote (reports/<profile>/<dataset>)")
+    args = parser.parse_args(argv)
+    try:
+        report = load_report(args.out)
+    except ReportError as err:
+        print(f"experiments.compare: error: {err}", file=sys.stderr)
+        return 2
+    print("wrote", write_readme(report))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -207,3 +207,12 @@ def test_run_all_writes_the_report_index(tmp_path):
 
     assert run_all.write_report_index(str(_fake_report(tmp_path))) is True
     assert "### VAE (vae)" in (tmp_path / "README.md").read_text()
+
+
+def test_compare_command_redraws_a_folder_or_says_why_not(tmp_path, capsys):
+    from experiments import compare
+
+    assert compare.main([str(tmp_path / "nowhere")]) == 2
+    assert "no such folder" in capsys.readouterr().err
+    assert compare.main([str(_fake_report(tmp_path))]) == 0
+    assert (tmp_path / "README.md").exists() and (tmp_path / "figures/vae-curves.png").exists()
