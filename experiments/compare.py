@@ -136,10 +136,18 @@ class Report:
     def subtitle(self, lines) -> str:
         """'profile P, dataset D, seeds S, metric network N' for the figures of ``lines``."""
         seeds = sorted({len(line.runs) for line in lines})
-        networks = sorted({str(line.row.get("metric_network")) for line in lines})
+        networks = sorted({network_label(line.row) for line in lines})
         seed_text = "/".join(str(s) for s in seeds) + (" seed" if seeds == [1] else " seeds")
         return (f"profile {self.profile}, dataset {self.dataset}, {seed_text} per row, "
                 f"metric network {', '.join(networks)}")
+
+
+def network_label(row) -> str:
+    """The metric network a row was scored by, as its figures name it: the row's
+    ``metric_network`` and, where recorded, the start of its weights' SHA-256."""
+    digest = row.get("metric_network_sha256")
+    name = str(row.get("metric_network"))
+    return f"{name} (weights sha256 {digest[:12]})" if digest else name
 
 
 def load_report(out_dir, tables=None, also=()) -> Report:

@@ -128,6 +128,17 @@ def test_figure_titles_name_profile_dataset_seeds_and_network(tmp_path):
             assert part in title, (kind, title)
 
 
+def test_figure_titles_name_the_metric_networks_weights_where_recorded(tmp_path):
+    from experiments import compare
+
+    report = compare.load_report(_fake_report(tmp_path))
+    lines = report.families()["vae"]
+    for line in lines:
+        line.row["metric_network_sha256"] = "0123456789abcdef" * 4
+    title = compare.metrics_figure(report, lines)._suptitle.get_text()
+    assert "evaluator:synthetic:0.9 (weights sha256 0123456789ab)" in title
+
+
 def test_curves_overlay_the_losses_and_average_the_seeds(tmp_path):
     from experiments import compare
 
