@@ -480,7 +480,6 @@ def table_markdown(table: TableReport, level: int = 2) -> str:
 def readme_text(report: Report, figures: dict) -> str:
     """README.md of a report folder: each experiment's table, then per family its figures
     (``figures``: family -> {kind: path relative to the folder})."""
-    names = {family: _model_name(lines) for family, lines in report.families().items()}
     out = [f"# Results: profile `{report.profile}`, dataset `{report.dataset}`", "",
            "Written by `run_all.py` from the complete runs in this folder: each experiment's "
            "table (our numbers beside thesis 004's, with its footnote), then each family's "
@@ -497,15 +496,19 @@ def readme_text(report: Report, figures: dict) -> str:
             "validation. Bars: error bars are the standard deviation across seeds, drawn only "
             "for rows with more than one seed.", ""]
     for family, lines in report.families().items():
-        losses = ", ".join(_losses(lines))
-        out += [f"### {names[family]} ({family}): {losses}", ""]
+        out += [f"### {family_heading(family, lines)}", ""]
         kinds = figures.get(family, {})
         for kind in FIGURE_KINDS:
             if kind in kinds:
-                out += [f"![{names[family]}: {kind}]({kinds[kind]})", ""]
+                out += [f"![{_model_name(lines)}: {kind}]({kinds[kind]})", ""]
         if "metrics" not in kinds:
             out += ["Metrics were not computed for these runs (`--metrics none`).", ""]
     return "\n".join(out)
+
+
+def family_heading(family, lines) -> str:
+    """'VAE (vae): elbo, mi, wae': the model, its family and its losses in the report."""
+    return f"{_model_name(lines)} ({family}): {', '.join(_losses(lines))}"
 
 
 def _anchor(title: str) -> str:
@@ -534,8 +537,9 @@ def show(report: Report):
 
     for table in report.tables:
         display(Markdown(table_markdown(table, level=2)))
+    families = report.families()
     for family, figs in family_figures(report).items():
-        display(Markdown(f"### {family}"))
+        display(Markdown(f"### {family_heading(family, families[family])}"))
         for kind in FIGURE_KINDS:
             if kind in figs:
                 display(Image(data=png_bytes(figs[kind])))
