@@ -113,6 +113,7 @@ def test_notebooks_share_a_folder_whose_readme_compares_the_losses(executed):
     tables = "".join(o["data"]["text/markdown"]
                      for o in _outputs(notebooks["table_3_2"], "text/markdown"))
     assert "VAE (elbo)" in tables and "VAE (wae)" in tables  # 3.2 shown beside 3.1
+    assert "### VAE (vae): elbo, mi, wae" in tables  # and its losses compared
 
 
 def test_a_broken_cell_fails_the_notebook(tmp_path):
