@@ -277,6 +277,26 @@ def make_scorer(args, train_source):
     return score, network
 
 
+def write_report_index(out_dir) -> bool:
+    """OUT/README.md (experiments.compare): every table in the folder and, per family, its
+    losses side by side. False, with the error printed, if it could not be drawn (the
+    tables and the runs are written already: rerunning the command redraws it)."""
+    from experiments import compare
+
+    try:
+        path = compare.write_readme(compare.load_report(out_dir))
+    except compare.ReportError as err:  # no table written: every run failed
+        print(f"[run_all] no README.md: {err}", file=sys.stderr)
+        return True
+    except Exception:  # a drawing bug must not hide that the runs and tables are fine
+        traceback.print_exc()
+        print(f"[run_all] {out_dir}/README.md could not be written (the runs and tables "
+              f"were); rerun the same command to redraw it", file=sys.stderr)
+        return False
+    print(f"[run_all] wrote {path} (and its figures/)")
+    return True
+
+
 def complete_runs(out_dir, tables, profile, args, num_classes):
     """(table, plan, metrics) of every complete run in ``out_dir/runs`` that this request
     would have made (same profile, dataset, image size, configuration), selected or not,
@@ -346,26 +366,6 @@ def write_tables(out_dir, plans, results, args, profile, network, num_classes):
                 lines.append(aggregate(row, sorted(runs, key=lambda r: r.get("seed", 0))))
         write_table(out_dir, table, lines, context)
         print(f"[run_all] wrote {os.path.join(out_dir, table.name)}.{{md,csv,json}}")
-
-
-def write_report_index(out_dir) -> bool:
-    """OUT/README.md (experiments.compare): every table in the folder and, per family, its
-    losses side by side. False, with the error printed, if it could not be drawn (the
-    tables and the runs are written already: rerunning the command redraws it)."""
-    from experiments import compare
-
-    try:
-        path = compare.write_readme(compare.load_report(out_dir))
-    except compare.ReportError as err:  # no table written: every run failed
-        print(f"[run_all] no README.md: {err}", file=sys.stderr)
-        return True
-    except Exception:  # a drawing bug must not hide that the runs and tables are fine
-        traceback.print_exc()
-        print(f"[run_all] {out_dir}/README.md could not be written (the runs and tables "
-              f"were); rerun the same command to redraw it", file=sys.stderr)
-        return False
-    print(f"[run_all] wrote {path} (and its figures/)")
-    return True
 
 
 def _slug(dataset: str) -> str:
