@@ -203,13 +203,15 @@ def _main(argv=None) -> int:
             failures.append(plan.name)
             print(f"[run_all] {plan.name} FAILED after {time.time() - started:.1f} s",
                   file=sys.stderr)
+    report_written = True
     if chief:
         write_tables(out_dir, plans, results, args, profile, network,
                      len(train_source.class_names))
+        report_written = write_report_index(out_dir)
     if failures:
         print(f"[run_all] {len(failures)} run(s) failed: {', '.join(failures)}", file=sys.stderr)
         return EXIT_RUN_FAILED
-    return 0
+    return 0 if report_written else EXIT_RUN_FAILED
 
 
 def check_writable(folder, what, fix):
@@ -281,6 +283,26 @@ def make_scorer(args, train_source):
                                data_dir=args.data_dir, seed=seed, progress=not args.quiet)
 
     return score, network
+
+
+def write_report_index(out_dir) -> bool:
+    """OUT/README.md (experiments.compare): every table in the folder and, per family, its
+    losses side by side. False, with the error printed, if it could not be drawn (the
+    tables and the runs are written already: rerunning the command redraws it)."""
+    from experiments import compare
+
+    try:
+        path = compare.write_readme(compare.load_report(out_dir))
+    except compare.ReportError as err:  # no table written: every run failed
+        print(f"[run_all] no README.md: {err}", file=sys.stderr)
+        return True
+    except Exception:  # a drawing bug must not hide that the runs and tables are fine
+        traceback.print_exc()
+        print(f"[run_all] {out_dir}/README.md could not be written (the runs and tables "
+              f"were); rerun the same command to redraw it", file=sys.stderr)
+        return False
+    print(f"[run_all] wrote {path} (and its figures/)")
+    return True
 
 
 def complete_runs(out_dir, tables, profile, args, num_classes):

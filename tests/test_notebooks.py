@@ -1,25 +1,135 @@
-"""Each experiment's notebook is valid and runs a command run_all.py accepts."""
+"""The notebooks: stored as generated, executed top to bottom on a real kernel (smoke profile,
+synthetic data, offline), their comparison shown; a broken cell fails the execution."""
+import copy
 import json
 import os
-import re
-import shlex
+import sys
 
+import nbformat
 import pytest
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
 
-import run_all
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NOTEBOOKS = os.path.join(ROOT, "notebooks")
+sys.path.insert(0, NOTEBOOKS)
+import make_notebooks  # noqa: E402  (the generator lives beside the notebooks)
 
-HERE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "notebooks")
+NAMES = [exp.name for exp in make_notebooks.EXPERIMENTS]
+# One tiny selection per notebook: Table 3.1's VAE/ELBO and Table 3.2's VAE/MI and VAE/WAE at
+# latent 128, into one folder, so the second notebook compares the three VAE losses.
+SMOKE = dict(PROFILE="smoke", DATASET="synthetic", FAMILIES="vae@128", METRICS="evaluator",
+             SEEDS=1)
 
 
-@pytest.mark.parametrize("table", ["table_3_1", "table_3_2"])
-def test_notebook_runs_its_table(table, tmp_path):
-    with open(os.path.join(HERE, f"{table}.ipynb"), encoding="utf-8") as f:
-        nb = json.load(f)
-    assert nb["nbformat"] == 4
-    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
-    command = re.search(r"!python run_all\.py (.*)", code).group(1)
-    values = {"$PROFILE": "smoke", "$DATASET": "synthetic", "$OUT": str(tmp_path)}
-    args = run_all.parse_args([values.get(a, a) for a in shlex.split(command)])
-    assert args.tables == [table] and args.profile == "smoke"
-    selected = run_all.select_rows(args.only, args.tables)
-    assert [t.name for t, rows in selected] == [table] and selected[0][1]
+def _load(name):
+    return nbformat.read(os.path.join(NOTEBOOKS, f"{name}.ipynb"), as_version=4)
+
+
+def _with_parameters(nb, **values):
+    """``nb`` with a cell setting ``values`` after its ``parameters`` cell (as papermill)."""
+    nb = copy.deepcopy(nb)
+    index = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
+    source = "\n".join(f"{k} = {v!r}" for k, v in values.items())
+    nb.cells.insert(index + 1, nbformat.v4.new_code_cell(source, metadata={
+        "tags": ["injected-parameters"]}))
+    return nb
+
+
+def _execute(nb, cwd, timeout=300):
+    """Run every cell on a python3 kernel started in ``cwd``; CellExecutionError on the
+    first failing cell."""
+    NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                   resources={"metadata": {"path": str(cwd)}}).execute()
+    return nb
+
+
+def _outputs(nb, kind):
+    return [out for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs
+            if kind in out.get("data", {})]
+
+
+def test_stored_notebooks_and_readme_are_what_the_generator_writes():
+    expected = make_notebooks.expected_files()
+    assert set(expected) == {*(os.path.join(NOTEBOOKS, f"{n}.ipynb") for n in NAMES),
+                             os.path.join(ROOT, "README.md")}
+    for path, text in expected.items():
+        with open(path, encoding="utf-8") as f:
+            assert f.read() == text, f"{path} is stale: run python notebooks/make_notebooks.py"
+    for name in NAMES:  # stored without outputs
+        nb = _load(name)
+        assert all(c.outputs == [] and c.execution_count is None
+                   for c in nb.cells if c.cell_type == "code")
+
+
+def test_badges_and_repository_url_come_from_one_setting():
+    unset = make_notebooks.readme_section("")
+    assert "colab.research.google.com" not in unset and "GITHUB_REPOSITORY" in unset
+    for text in make_notebooks.render("").values():  # no invented URL anywhere
+        assert "github.com" not in text and "YOUR-ORG" not in text
+        assert 'REPO_URL = \\"\\"' in text
+    published = make_notebooks.readme_section("someone/genbench", branch="dev")
+    for name in NAMES:
+        assert (f"https://colab.research.google.com/github/someone/genbench/blob/dev/"
+                f"notebooks/{name}.ipynb") in published
+    for text in make_notebooks.render("someone/genbench").values():
+        assert 'REPO_URL = \\"https://github.com/someone/genbench.git\\"' in text
+
+
+@pytest.fixture(scope="module")
+def executed(tmp_path_factory):
+    """Every notebook executed in order into one output folder (name -> notebook)."""
+    out = tmp_path_factory.mktemp("notebook-runs")
+    done = {}
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("GENBENCH_CACHE", str(out / "cache"))  # the evaluator, trained for synthetic
+        for name in NAMES:
+            nb = _with_parameters(_load(name), OUT=str(out / "report"), **SMOKE)
+            done[name] = _execute(nb, NOTEBOOKS)
+    return out / "report", done
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_runs_and_shows_its_table_and_figures(executed, name):
+    out, notebooks = executed
+    nb = notebooks[name]
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
+                   for o in c.outputs)
+    assert f"genbench: {ROOT}" in text  # found the checkout by walking up from notebooks/
+    assert "No GPU or TPU: profile 'quick'" in text
+    assert "epoch 2/2" in text and "[run_all] wrote" in text  # run_all's live progress
+    tables = "".join(o["data"]["text/markdown"] for o in _outputs(nb, "text/markdown"))
+    assert "| model (loss) |" in tables and "VAE (" in tables and "thesis FID" in tables
+    assert len(_outputs(nb, "image/png")) >= 2  # samples and curves, at least
+
+
+def test_notebooks_share_a_folder_whose_readme_compares_the_losses(executed):
+    out, notebooks = executed
+    readme = (out / "README.md").read_text()
+    assert "## Experiment 1" in readme and "## Experiment 2" in readme
+    assert "### VAE (vae): elbo, mi, wae" in readme
+    for kind in ("samples", "curves", "metrics"):
+        assert f"](figures/vae-{kind}.png)" in readme and (out / f"figures/vae-{kind}.png").exists()
+    tables = "".join(o["data"]["text/markdown"]
+                     for o in _outputs(notebooks["table_3_2"], "text/markdown"))
+    assert "VAE (elbo)" in tables and "VAE (wae)" in tables  # 3.2 shown beside 3.1
+    assert "### VAE (vae): elbo, mi, wae" in tables  # and its losses compared
+
+
+def test_a_broken_cell_fails_the_notebook(tmp_path):
+    nb = _load(NAMES[0])
+    nb.cells.insert(2, nbformat.v4.new_code_cell("raise ValueError('broken on purpose')"))
+    with pytest.raises(CellExecutionError, match="broken on purpose"):
+        _execute(nb, NOTEBOOKS)
+    assert all(c.execution_count is None for c in nb.cells[3:] if c.cell_type == "code")
+
+
+def test_setup_outside_a_checkout_names_the_choices(tmp_path):
+    nb = _load(NAMES[0])
+    nb.cells = nb.cells[:2]  # the introduction and the set-up cell
+    with pytest.raises(CellExecutionError) as err:
+        _execute(nb, tmp_path)
+    message = str(err.value)
+    assert "genbench not found" in message
+    for choice in ("inside a checkout", "DRIVE_FOLDER", "REPO_URL"):
+        assert choice in message

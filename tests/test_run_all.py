@@ -53,6 +53,9 @@ def _check_outputs(out, dataset, channels=3, scored=False):
         if not scored:
             assert all(r["fid"] == "not computed" and r["is"] == "not computed" for r in rows)
             assert "not computed" in (out / f"{table}.md").read_text()
+    readme = (out / "README.md").read_text()  # the index: both tables, the VAE losses compared
+    assert "## Experiment 1" in readme and "## Experiment 2" in readme
+    assert "### VAE (vae): elbo, mi, wae" in readme and (out / "figures/vae-samples.png").exists()
 
 
 def test_smoke_profile_writes_every_file_and_skips_complete_runs(tmp_path):
