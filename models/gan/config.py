@@ -37,6 +37,8 @@ class GANConfig:
         ``min(channel_base // r, channel_max)`` in both networks (StyleGAN2's rule).
     w_dim, mapping_layers, mapping_lr_mul: the mapping network z -> w.
     mbstd_group, mbstd_channels: the discriminator's minibatch-stddev layer.
+    optimizer: both players' optimiser, a name in ``training.optimizers.OPTIMIZERS``
+        ("adam", StyleGAN2's; "extra_adam" / "past_extra_adam": Gidel et al. 2019).
     g_learning_rate, d_learning_rate, beta_1, beta_2, epsilon: Adam (StyleGAN2:
         0.002, betas (0, 0.99), eps 1e-8).
     gp_weight: lambda of the WGAN-GP gradient penalty (Gulrajani et al. 2017: 10).
@@ -69,6 +71,7 @@ class GANConfig:
     mapping_lr_mul: float = 0.01
     mbstd_group: int = 4
     mbstd_channels: int = 1
+    optimizer: str = "adam"
     g_learning_rate: float = 0.002
     d_learning_rate: float = 0.002
     beta_1: float = 0.0
@@ -88,6 +91,10 @@ class GANConfig:
     modconv: str = "input_scaling"
     conv_dtype: str = "float32"
     jit_compile: typing.Optional[bool] = None
+
+    def validate(self):
+        from training.optimizers import check_optimizer_name
+        check_optimizer_name(self.optimizer, "GAN optimizer")
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "GANConfig":

@@ -1,0 +1,160 @@
+"""Thesis 003's face GAN: the appendix networks, both modes, the optimisers, the control grid."""
+import dataclasses
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from models.faces.config import MODES, FacesConfig, mode_overrides
+from models.faces.losses import LOSSES, bce
+from models.faces.networks import build_discriminator, build_generator
+
+TINY = dict(channel_divisor=16, control_grid=2)
+
+
+def _params_by_hand_generator():
+    """Appendix 2, counted from the listing (kernel * in * out + out per layer)."""
+    dense = 32 * 128 * 16 * 16 + 128 * 16 * 16
+    conv1 = 5 * 5 * 128 * 256 + 256
+    deconv = 4 * 4 * 256 * 256 + 256
+    conv2 = 5 * 5 * 256 * 512 + 512
+    conv3 = 5 * 5 * 512 * 512 + 512
+    out = 7 * 7 * 512 * 3 + 3
+    return dense + conv1 + 2 * deconv + conv2 + conv3 + out
+
+
+def _params_by_hand_discriminator():
+    """Appendix 3: Conv2D(256, 3) on 64x64x3 (62x62), four Conv2D(256, 4, strides 2) without
+    padding (30, 14, 6, 2), Flatten (2*2*256), Dense(1)."""
+    return (3 * 3 * 3 * 256 + 256) + 4 * (4 * 4 * 256 * 256 + 256) + (2 * 2 * 256 + 1)
+
+
+def test_appendix_networks_have_the_listed_parameters_and_shapes():
+    g = build_generator(32)
+    d = build_discriminator((64, 64, 3))
+    assert g.count_params() == _params_by_hand_generator() == 13_905_155
+    assert d.count_params() == _params_by_hand_discriminator() == 4_203_521
+    assert tuple(g.output.shape) == (None, 64, 64, 3)
+    assert tuple(d.output.shape) == (None, 1)
+    shapes = [tuple(layer.output.shape[1:]) for layer in g.layers
+              if type(layer).__name__ in ("Conv2D", "Conv2DTranspose")]
+    assert shapes == [(16, 16, 256), (32, 32, 256), (64, 64, 256), (64, 64, 512),
+                      (64, 64, 512), (64, 64, 3)]
+    d_shapes = [tuple(layer.output.shape[1:3]) for layer in d.layers
+                if type(layer).__name__ == "Conv2D"]
+    assert d_shapes == [(62, 62), (30, 30), (14, 14), (6, 6), (2, 2)]
+    assert [l.negative_slope for l in g.layers if type(l).__name__ == "LeakyReLU"] == [0.3] * 6
+
+
+def test_faithful_loss_is_the_listings_bce_with_its_label_convention():
+    l_real, l_fake = tf.constant([0.3, -1.0]), tf.constant([2.0, 0.5])
+    n_real, n_fake = tf.constant([0.01, 0.04]), tf.constant([0.02, 0.0])
+    terms = LOSSES["faithful"](l_real, l_fake, n_real, n_fake)
+    p_real, p_fake = tf.sigmoid(l_real).numpy(), tf.sigmoid(l_fake).numpy()
+    y_real, y_fake = n_real.numpy(), 1.0 + n_fake.numpy()
+    by_hand = lambda y, p: -(y * np.log(p) + (1 - y) * np.log(1 - p))  # noqa: E731
+    np.testing.assert_allclose(terms["d_loss"], 0.5 * (by_hand(y_real, p_real)
+                                                       + by_hand(y_fake, p_fake)), rtol=1e-5)
+    # G towards label 0 (= "real" in this coding): -log(1 - D(G(z)))
+    np.testing.assert_allclose(terms["g_loss"], -np.log(1 - p_fake), rtol=1e-5)
+    # the quirk: a noisy 'generated' label above 1 makes D's loss unbounded below
+    assert float(bce(tf.constant(1.05), tf.constant(200.0))) < -9
+
+
+def test_unknown_mode_and_optimizer_are_refused():
+    with pytest.raises(ValueError, match="unknown face GAN mode 'pretty'"):
+        FacesConfig(loss="pretty").validate()
+    with pytest.raises(ValueError, match="unknown face GAN optimizer 'lion'"):
+        FacesConfig(optimizer="lion").validate()
+    with pytest.raises(ValueError, match="known modes: faithful, fixed"):
+        mode_overrides("pretty")
+
+
+def _source():
+    from data import open_dataset
+    return open_dataset("synthetic", "train", image_size=64, limit=8)
+
+
+def _model(**overrides):
+    from models.faces import build
+    config = FacesConfig(**{**TINY, **overrides})
+    return build(config, (64, 64, 3), global_batch_size=2, seed=0)
+
+
+def _step(model, steps=1):
+    model(tf.zeros([1, 64, 64, 3]))
+    model.build_optimizers()
+    images = next(iter(_source().batches(2)))
+    before = [w.numpy().copy() for w in model.generator.trainable_weights]
+    d_before = [w.numpy().copy() for w in model.discriminator.trainable_weights]
+    for _ in range(steps):
+        logs = model.train_step(images)
+        model.step_counter.assign_add(1)
+    moved = any(np.abs(a - w.numpy()).max() > 0
+                for a, w in zip(before, model.generator.trainable_weights))
+    d_moved = any(np.abs(a - w.numpy()).max() > 0
+                  for a, w in zip(d_before, model.discriminator.trainable_weights))
+    return {k: float(v) for k, v in logs.items()}, moved and d_moved
+
+
+@pytest.mark.parametrize("mode,optimizer", [("faithful", None), ("fixed", None),
+                                            ("fixed", "extra_adam"),
+                                            ("faithful", "past_extra_rmsprop")])
+def test_one_step_of_each_mode_and_optimizer_trains_both_players(mode, optimizer):
+    overrides = mode_overrides(mode)
+    if optimizer:
+        overrides["optimizer"] = optimizer
+    model = _model(**overrides)
+    logs, moved = _step(model)
+    assert moved
+    assert all(np.isfinite(v) for v in logs.values())
+    images = model.generate(model.control_latents())
+    assert images.shape == (4, 64, 64, 3)
+    assert float(tf.reduce_min(images)) >= -1 and float(tf.reduce_max(images)) <= 1
+
+
+def test_faithful_mode_keeps_the_listings_settings():
+    cfg = FacesConfig()
+    assert (cfg.optimizer, cfg.learning_rate, cfg.clipvalue, cfg.lr_decay) == ("rmsprop", 1e-4,
+                                                                              1.0, 1e-8)
+    assert (cfg.batch_size, cfg.latent_size, cfg.image_range, cfg.label_noise) == (2, 32, "unit",
+                                                                                  0.05)
+    model = _model()
+    model(tf.zeros([1, 64, 64, 3]))
+    model.build_optimizers()
+    opt = model.d_optimizer
+    assert type(opt).__name__ == "RMSprop" and opt.clipvalue == 1.0
+    # Keras 2's decay: lr / (1 + 1e-8 t)
+    assert float(opt.learning_rate) == pytest.approx(1e-4)
+    schedule = opt._learning_rate
+    assert float(schedule(10 ** 6)) == pytest.approx(1e-4 / (1 + 1e-2))
+    # [0, 1] data against tanh: generate() clips tanh's negative half
+    assert float(model.to_model_range(tf.constant(-1.0))) == 0.0
+
+
+def test_fixed_mode_uses_the_gan_family_pieces_and_ema():
+    fixed = MODES["fixed"]
+    assert fixed["loss"] == "fixed" and fixed["optimizer"] == "adam"
+    model = _model(**{**fixed, "r1_gamma": 1.0, "ada": True})
+    logs, moved = _step(model, steps=2)
+    assert moved and np.isfinite(logs["d_loss"])
+    ema = model.ema_generator.trainable_weights or model.ema_generator.weights
+    assert any(np.abs(e.numpy() - w.numpy()).max() > 0
+               for e, w in zip(ema, model.generator.weights))
+
+
+def test_extragradient_step_is_the_look_ahead_then_the_update_from_the_saved_point():
+    """With extra_sgd, one step equals: extrapolate by SGD from w_t, then w_t - lr * grad
+    at the look-ahead point; here checked on D's weights through the optimiser's slots."""
+    model = _model(**{**mode_overrides("fixed"), "optimizer": "extra_sgd", "ema_kimg": 0.0,
+                      "dropout": 0.0})
+    model(tf.zeros([1, 64, 64, 3]))
+    model.build_optimizers()
+    start = [w.numpy().copy() for w in model.discriminator.trainable_weights]
+    images = next(iter(_source().batches(2)))
+    model.train_step(images)
+    saved = [s.numpy() for s in model.d_optimizer.saved]
+    for a, b in zip(start, saved):  # the look-ahead started from w_t
+        np.testing.assert_array_equal(a, b)
+    assert any(np.abs(a - w.numpy()).max() > 0
+               for a, w in zip(start, model.discriminator.trainable_weights))
