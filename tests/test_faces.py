@@ -158,3 +158,64 @@ def test_extragradient_step_is_the_look_ahead_then_the_update_from_the_saved_poi
         np.testing.assert_array_equal(a, b)
     assert any(np.abs(a - w.numpy()).max() > 0
                for a, w in zip(start, model.discriminator.trainable_weights))
+
+
+# ----------------------------------------------------------------- CelebA
+def _celeba_folder(root, numbers, size=(178, 218)):
+    from PIL import Image
+    folder = root / "img_align_celeba"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for k in numbers:
+        pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+        pixels[:15] = 255  # rows above the thesis's crop box: must not reach the thumbnail
+        Image.fromarray(pixels).save(folder / f"{k:06d}.jpg", quality=90)
+    return folder
+
+
+def test_celeba_folder_and_zip_give_the_thesis_crop_and_thumbnail(tmp_path):
+    import zipfile
+
+    from PIL import Image
+
+    from data import open_dataset
+    from data.celeba import thesis_preprocess
+    folder = _celeba_folder(tmp_path / "d", [1, 2, 3, 162771])
+    train = open_dataset("celeb_a", "train", image_size=64, data_dir=str(tmp_path / "d"))
+    assert train.num_examples == 3 and train.image_shape == (64, 64, 3)
+    assert "crop (0, 15, 178, 193)" in train.provenance
+    with Image.open(folder / "000002.jpg") as image:
+        by_hand = image.convert("RGB").crop((0, 15, 178, 193))
+        by_hand.thumbnail((64, 64), Image.Resampling.LANCZOS)
+        np.testing.assert_array_equal(train.arrays()[0][1], np.asarray(by_hand))
+        np.testing.assert_array_equal(thesis_preprocess(image, 64, 3), np.asarray(by_hand))
+    val = open_dataset("celeb_a", "validation", image_size=64, data_dir=str(folder))
+    assert val.num_examples == 1
+    archive = tmp_path / "img_align_celeba.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for path in sorted(folder.iterdir()):
+            z.write(path, f"img_align_celeba/{path.name}")
+    zipped = open_dataset("celeb_a", "train", image_size=64, data_dir=str(archive))
+    np.testing.assert_array_equal(zipped.arrays()[0], train.arrays()[0])
+
+
+def test_celeba_folder_without_jpegs_or_with_a_truncated_one_is_refused(tmp_path):
+    from data import DatasetError, open_dataset
+    (tmp_path / "e" / "img_align_celeba").mkdir(parents=True)
+    with pytest.raises(DatasetError, match="holds no JPEGs"):
+        open_dataset("celeb_a", "train", image_size=64, data_dir=str(tmp_path / "e"))
+    folder = _celeba_folder(tmp_path / "t", [1, 2])
+    data = (folder / "000002.jpg").read_bytes()
+    (folder / "000002.jpg").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DatasetError, match="000002.jpg: cannot be read as a JPEG"):
+        open_dataset("celeb_a", "train", image_size=64, data_dir=str(tmp_path / "t"))
+
+
+def test_tfds_celeb_a_gets_the_thesis_crop_at_64(tmp_path, monkeypatch):
+    import tensorflow_datasets as tfds
+
+    from data import open_dataset, tfds_source
+    monkeypatch.setattr(tfds_source, "reachable", lambda *args, **kwargs: True)  # mock_data
+    with tfds.testing.mock_data(num_examples=2, policy=tfds.testing.MockPolicy.USE_CODE):
+        source = open_dataset("celeb_a", "train", image_size=64, data_dir=str(tmp_path))
+    assert source.image_shape == (64, 64, 3) and source.num_examples == 2
