@@ -219,3 +219,38 @@ def test_tfds_celeb_a_gets_the_thesis_crop_at_64(tmp_path, monkeypatch):
     with tfds.testing.mock_data(num_examples=2, policy=tfds.testing.MockPolicy.USE_CODE):
         source = open_dataset("celeb_a", "train", image_size=64, data_dir=str(tmp_path))
     assert source.image_shape == (64, 64, 3) and source.num_examples == 2
+
+
+# ----------------------------------------------------------------- run_all, end to end
+def test_run_all_smoke_faithful_and_bilinear_then_load_and_sample(tmp_path, capsys):
+    import json
+
+    import run_all
+    from training.checkpoints import load_run
+    out = tmp_path / "o"
+    args = ["--profile", "smoke", "--only", "faces/faithful", "bilinear", "--dataset",
+            "synthetic", "--metrics", "none", "--quiet", "--out", str(out)]
+    assert run_all.main(args) == 0, capsys.readouterr().err[-3000:]
+    run = out / "runs" / "faces-faithful-b2-z32-s0"
+    for name in ("metrics.json", "control_timeline.png", "diversity.png", "samples.npz",
+                 "control/diversity.csv", "control/step_000004.png"):
+        assert (run / name).exists(), name
+    for name in ("thesis_003_faces", "bilinear"):
+        for ext in ("md", "csv", "json"):
+            assert (out / f"{name}.{ext}").stat().st_size > 0
+    assert (out / "thesis_003_curves.png").exists() and (out / "bilinear.png").exists()
+    table = json.loads((out / "thesis_003_faces.json").read_text())
+    (line,) = table["rows"]
+    assert line["mode"] == "faithful" and line["optimizer"] == "rmsprop"
+    assert line["iterations"] == 4 and line["control_diversity_last"] >= 0
+    assert "Offline stand-in" in table["note"]
+    config = json.loads((run / "config.json").read_text())
+    assert config["family_config"]["loss"] == "faithful" and config["seed"] == 0
+    loaded = load_run(str(run))
+    images = loaded.model.generate(loaded.model.sample_latents(3, seed=1))
+    assert images.shape == (3, 64, 64, 3)
+    np.testing.assert_array_equal(images, loaded.model.generate(
+        loaded.model.sample_latents(3, seed=1)))
+    capsys.readouterr()
+    assert run_all.main(args) == 0  # complete: skipped, reports rewritten
+    assert "thesis 003: faces-faithful" not in capsys.readouterr().out
