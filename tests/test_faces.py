@@ -254,3 +254,21 @@ def test_run_all_smoke_faithful_and_bilinear_then_load_and_sample(tmp_path, caps
     capsys.readouterr()
     assert run_all.main(args) == 0  # complete: skipped, reports rewritten
     assert "thesis 003: faces-faithful" not in capsys.readouterr().out
+
+
+def test_gan_family_trains_with_extra_adam_by_name(tmp_path):
+    """GANConfig.optimizer picks the extragradient wrapper; one trainer step moves both
+    players and the look-ahead started from the weights before the step."""
+    from models.gan import build as build_gan
+    from models.gan.config import GANConfig
+    from tests.drivers.stages import one_step
+    config = GANConfig(optimizer="extra_adam", loss="ns", batch_size=8)
+    config.validate()
+    model = one_step(lambda: build_gan(config, (32, 32, 3), 8, seed=0), str(tmp_path),
+                     tf.distribute.get_strategy())
+    assert type(model.g_optimizer).__name__ == "Extragradient"
+    assert int(model.g_optimizer.iterations.numpy()) == 2  # look-ahead + update
+    history = (tmp_path / "history.csv").read_text()
+    assert "g_loss" in history and "nan" not in history.lower()
+    with pytest.raises(ValueError, match="unknown GAN optimizer"):
+        GANConfig(optimizer="lion").validate()
