@@ -4,7 +4,8 @@
     python run_all.py [--profile smoke|quick|paper] [--only SEL ...] [--dataset NAME]
                       [--data-dir PATH] [--out DIR] [--seeds N] [--strategy ...]
 
-SEL is family[/loss][@latent] (vae, vae/wae, vae/elbo@2048). Runs land in
+SEL is family[/loss][@latent] (vae, vae/wae, vae/elbo@2048), or one of thesis 003's
+experiments: faces, faces/faithful, faces/fixed, faces/optimizers, bilinear. Runs land in
 OUT/runs/<family>-<loss>-b<batch>-z<latent>-s<seed>/ and the tables in OUT/.
 Complete runs are skipped, interrupted ones resume from their last checkpoint,
 a failing run does not stop the others, and the exit status names the failures.
@@ -41,9 +42,9 @@ def parse_args(argv=None):
                         help="family[/loss][@latent] selectors (default: every implemented family)")
     parser.add_argument("--tables", nargs="+", default=["table_3_1", "table_3_2"],
                         choices=["table_3_1", "table_3_2"], help="which experiments to run")
-    parser.add_argument("--dataset", default="cifar100",
-                        help="cifar100 (the thesis's), cifar10, celeb_a, fashion_mnist, mnist, "
-                             "folder:PATH or synthetic")
+    parser.add_argument("--dataset", default=None,
+                        help="cifar100 (thesis 004's default), cifar10, celeb_a (thesis 003's "
+                             "default), fashion_mnist, mnist, folder:PATH or synthetic")
     parser.add_argument("--data-dir", default=None,
                         help="tfds data_dir, or a folder holding the official archives/idx files")
     parser.add_argument("--image-size", type=int, default=32)
@@ -58,6 +59,11 @@ def parse_args(argv=None):
                         help="auto: Inception if its weights are at hand, else the evaluator")
     parser.add_argument("--inception-weights", default=None,
                         help="path to inception-2015-12-05.tgz or the FID .pth (offline machines)")
+    parser.add_argument("--optimizer", default=None,
+                        help="thesis 003 face runs: train with this optimiser instead of the "
+                             "mode's (rmsprop, adam, extra_adam, past_extra_adam, extra_sgd, ...)")
+    parser.add_argument("--bilinear-eta", type=float, nargs="+", default=None, metavar="ETA",
+                        help="step sizes of the bilinear game (default 0.05 0.2 0.5 0.9)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     if not 1 <= args.seeds <= MAX_SEEDS:
@@ -80,6 +86,8 @@ def select_rows(only, table_names=("table_3_1", "table_3_2")):
     else:
         implemented = []
         for name in family_names():
+            if name == "faces":  # thesis 003's family: selected as faces/<mode>
+                continue
             try:
                 get_family(name)
                 implemented.append(name)
@@ -123,15 +131,29 @@ def _main(argv=None) -> int:
     from experiments.tables import SelectorError
     from models import UnknownFamilyError
 
+    from experiments import thesis_003
+
     profile = get_profile(args.profile)
+    only_004, only_003 = thesis_003.split_selectors(args.only)
+    dataset_003 = args.dataset or thesis_003.DEFAULT_DATASET
+    args.dataset = args.dataset or "cifar100"
+    out_003 = args.out or os.path.join("reports", profile.name, _slug(dataset_003))
     try:
         native = native_channels(args.dataset)
         args.channels = args.channels or native
         out_dir = args.out or os.path.join("reports", profile.name,
                                            _slug(args.dataset, args.channels, native))
-        selected = select_rows(args.only, args.tables)
-        check_writable(out_dir, "--out", "pass --out with a folder you can write to")
         strategy = choose_strategy(args.strategy)
+        faces_prepared = prepare_thesis_003(args, profile, only_003, dataset_003, out_003)
+    except (DatasetError, SelectorError, UnknownFamilyError, ConfigError, ValueError,
+            RuntimeError) as err:
+        print(f"run_all.py: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if only_004 == []:  # only thesis 003 was selected
+        return run_thesis_003(args, profile, faces_prepared, dataset_003, out_003, strategy)
+    try:
+        selected = select_rows(only_004, args.tables)
+        check_writable(out_dir, "--out", "pass --out with a folder you can write to")
         train_source = open_dataset(args.dataset, "train", image_size=args.image_size,
                                     channels=args.channels, data_dir=args.data_dir,
                                     limit=profile.train_limit)
@@ -208,10 +230,104 @@ def _main(argv=None) -> int:
         write_tables(out_dir, plans, results, args, profile, network,
                      len(train_source.class_names))
         report_written = write_report_index(out_dir)
+    code_003 = run_thesis_003(args, profile, faces_prepared, dataset_003, out_003, strategy)
+    if code_003 == EXIT_INTERRUPTED:
+        return code_003
+    if code_003:
+        failures.append("thesis 003")
     if failures:
         print(f"[run_all] {len(failures)} run(s) failed: {', '.join(failures)}", file=sys.stderr)
         return EXIT_RUN_FAILED
     return 0 if report_written else EXIT_RUN_FAILED
+
+
+def prepare_thesis_003(args, profile, selections, dataset, out_dir):
+    """Check everything thesis 003's selected experiments need, before anything trains:
+    selectors, step sizes, optimiser, data (64x64 RGB), run folders. None when none selected."""
+    from data import open_dataset
+    from experiments import bilinear, thesis_003
+    from experiments.runner import check_builds, check_reusable, read_metrics
+    from training.trainer import read_history
+
+    if not selections:
+        return None
+    runs = thesis_003.face_runs(selections)
+    bilinear_config = (bilinear.config_for(profile.name, args.bilinear_eta)
+                       if thesis_003.wants_bilinear(selections) else None)
+    check_writable(out_dir, "--out", "pass --out with a folder you can write to")
+    prepared = {"bilinear": bilinear_config, "plans": [], "done": {}}
+    if not runs:
+        return prepared
+    plans = thesis_003.plan_faces(runs, profile, dataset=dataset, out_dir=out_dir,
+                                  seeds=args.seeds, optimizer=args.optimizer)
+    limit = thesis_003.train_limit(profile)
+    train = open_dataset(dataset, "train", image_size=thesis_003.IMAGE_SIZE, channels=3,
+                         data_dir=args.data_dir, limit=limit)
+    val = open_dataset(dataset, held_out_split(dataset), image_size=thesis_003.IMAGE_SIZE,
+                       channels=3, data_dir=args.data_dir, limit=profile.val_limit)
+    for plan in plans:
+        check_builds(plan, train.image_shape)
+        check_reusable(plan)
+        prepared["done"][plan.name] = read_metrics(plan)
+        if prepared["done"][plan.name] is None:
+            read_history(plan.run_dir)
+    score, network = make_scorer(args, train)
+    for plan in plans:
+        if prepared["done"][plan.name] is not None:
+            check_scored_by(plan, prepared["done"][plan.name], network)
+    prepared.update(plans=plans, train=train, val=val, score=score, network=network)
+    return prepared
+
+
+def run_thesis_003(args, profile, prepared, dataset, out_dir, strategy) -> int:
+    """Train (or skip, or resume) the face runs, then write thesis 003's reports."""
+    from experiments import thesis_003
+    from experiments.runner import execute_run
+    from training.strategy import is_chief
+
+    if prepared is None:
+        return 0
+    chief = is_chief(strategy)
+    context = (f"Profile `{profile.name}`, dataset `{dataset}` (64x64). Written by run_all.py.")
+    if prepared["bilinear"] is not None and chief:
+        thesis_003.run_bilinear(out_dir, profile.name, args.bilinear_eta,
+                                f"Profile `{profile.name}`. Written by run_all.py.")
+        print(f"[run_all] wrote {os.path.join(out_dir, 'bilinear')}.{{md,csv,json,png}}")
+    lines, failures = [], []
+    real = next(iter(prepared["train"].batches(16)))[0] if prepared["plans"] else None
+    for plan in prepared["plans"]:
+        metrics = prepared["done"][plan.name]
+        if metrics is None:
+            print(f"\n[run_all] thesis 003: {plan.name} -> {plan.run_dir}")
+            started = time.time()
+            timeline = thesis_003.ControlTimeline(plan.run_dir,
+                                                  plan.family_config.control_every, real)
+            try:
+                metrics = execute_run(plan, train_source=prepared["train"],
+                                      val_source=prepared["val"], strategy=strategy,
+                                      score=prepared["score"], verbose=not args.quiet,
+                                      extra_callbacks=[timeline])
+            except KeyboardInterrupt:
+                print(f"\n[run_all] interrupted (Ctrl-C) in run {plan.name}, "
+                      f"{_resume_point(plan)}; rerun the same command to resume it from there",
+                      file=sys.stderr)
+                return EXIT_INTERRUPTED
+            except Exception:  # keep going: one broken run must not cost the others
+                traceback.print_exc()
+                failures.append(plan.name)
+                print(f"[run_all] {plan.name} FAILED after {time.time() - started:.1f} s",
+                      file=sys.stderr)
+                continue
+        if chief:
+            lines.append(thesis_003.report_line(plan, metrics))
+    if lines and chief:
+        thesis_003.write_face_reports(out_dir, lines, context, thesis_003.stand_in_note(dataset))
+        print(f"[run_all] wrote {os.path.join(out_dir, 'thesis_003_faces')}.{{md,csv,json}}")
+    if failures:
+        print(f"[run_all] {len(failures)} thesis 003 run(s) failed: {', '.join(failures)}",
+              file=sys.stderr)
+        return EXIT_RUN_FAILED
+    return 0
 
 
 def check_writable(folder, what, fix):

@@ -104,8 +104,9 @@ def how_to_get(name: str) -> str:
                 f"(or DATA_DIR/{name}/) and pass data_dir=DATA_DIR, or run with network "
                 f"access once so tfds can download it")
     if name == "celeb_a":
-        return ("run `tfds build celeb_a --data_dir DATA_DIR` once on a machine with network "
-                f"access (the files come from Google Drive, see {CELEB_A_URL}) and pass "
-                "data_dir=DATA_DIR, or unpack img_align_celeba.zip and use the name "
-                "'folder:PATH/img_align_celeba'")
+        return (f"download img_align_celeba.zip (\"Align&Cropped Images\", linked from "
+                f"{CELEB_A_URL}) and pass data_dir (--data-dir) pointing at it, at the unpacked "
+                f"img_align_celeba/ folder of JPEGs, or at a folder holding either; or run "
+                f"`tfds build celeb_a --data_dir DATA_DIR` once on a machine with network access "
+                f"and pass data_dir=DATA_DIR")
     return "check the dataset name"

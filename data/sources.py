@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from data import catalog, cifar, folder, idx, synthetic, tfds_source
+from data import catalog, celeba, cifar, folder, idx, synthetic, tfds_source
 from data.errors import DatasetError
 from data.transform import standardize_array
 
@@ -183,6 +183,8 @@ def _check_open_args(image_size, channels, limit, seed, data_dir) -> Path | None
     if data_dir is None:
         return None
     path = Path(os.fspath(data_dir)).expanduser()
+    if path.is_file() and path.suffix.lower() == ".zip":  # CelebA's img_align_celeba.zip
+        return path
     if not path.is_dir():
         raise DatasetError(f"data_dir {str(data_dir)!r} does not exist or is not a directory: "
                            f"create it and put the dataset files there, or pass data_dir=None "
@@ -229,6 +231,11 @@ def _load_offline(name: str, dirs, split: str, limit):
 
 def _load_named(name: str, split: str, data_dir: Path | None, download: bool,
                 image_size: int, channels: int, limit):
+    if name == "celeb_a" and celeba.find(data_dir) is not None:  # the official JPEGs
+        return celeba.load(celeba.find(data_dir), split, image_size, channels, limit)
+    if data_dir is not None and data_dir.is_file():
+        raise DatasetError(f"data_dir {data_dir} is a file; only CelebA reads a zip "
+                           f"(img_align_celeba.zip): pass a folder for {name}")
     offline = _load_offline(name, _search_dirs(data_dir, name), split, limit)
     if offline is not None:
         return offline

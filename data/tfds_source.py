@@ -25,7 +25,7 @@ import tensorflow as tf
 from data.catalog import CELEB_A_CLASS_NAMES, CIFAR_URLS, IDX_BASE_URLS
 from data.errors import DatasetError
 from data.raw import RawSplit
-from data.transform import center_crop_square, check_channels, standardize
+from data.transform import check_channels, standardize
 
 _BATCH = 512  # elements per numpy chunk while materialising
 
@@ -127,8 +127,12 @@ def load(name: str, builder, split: str, image_size: int, channels: int,
 
     def convert(example):  # dict -> (uint8 [S, S, channels], int32 [])
         image = example["image"]
-        if name == "celeb_a":
-            image = center_crop_square(image)
+        if name == "celeb_a":  # thesis 003: PIL crop box (0, 15, 178, 193), then an
+            # antialiased Lanczos shrink (PIL's thumbnail filter), as data/celeba.py
+            image = image[15:193, 0:178]
+            image = tf.cast(tf.clip_by_value(tf.round(tf.image.resize(
+                tf.cast(image, tf.float32), [image_size, image_size], method="lanczos3",
+                antialias=True)), 0.0, 255.0), tf.uint8)
         image = standardize(image, image_size, channels)
         label = tf.cast(example["label"], tf.int32) if has_label else tf.constant(0, tf.int32)
         return image, label

@@ -17,6 +17,7 @@ _FAMILY_MODULES = {
     "gan": "models.gan",
     "diffusion": "models.diffusion",
     "autoregressive": "models.autoregressive",
+    "faces": "models.faces",
 }
 
 

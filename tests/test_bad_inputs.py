@@ -362,6 +362,23 @@ def _tf_config(value):
     return setup
 
 
+def _celeba_folder(kind):
+    """A --data-dir holding img_align_celeba/ with no JPEGs, or with a truncated one."""
+    def setup(tmp_path, monkeypatch):
+        from PIL import Image
+        folder = tmp_path / "celeba" / "img_align_celeba"
+        folder.mkdir(parents=True)
+        if kind == "truncated":
+            for k in (1, 2, 162771):
+                Image.fromarray(np.full((218, 178, 3), 40 * k % 255, np.uint8)).save(
+                    folder / f"{k:06d}.jpg")
+            data = (folder / "000002.jpg").read_bytes()
+            (folder / "000002.jpg").write_bytes(data[:len(data) // 3])
+        return ["--only", "faces/faithful", "--dataset", "celeb_a", "--data-dir",
+                str(tmp_path / "celeba")]
+    return setup
+
+
 CASES = [
     # 1. A finished run is reused only if it is the run asked for.
     Case(1, "synthetic over a Fashion-MNIST run", setup=_fashion_run_then,
@@ -432,6 +449,18 @@ CASES = [
     # 15. A malformed TF_CONFIG is named.
     Case(15, "malformed TF_CONFIG", setup=_tf_config("{cluster: nope"), message="TF_CONFIG"),
     Case(15, "TF_CONFIG holding a list", setup=_tf_config("[1, 2]"), message="TF_CONFIG"),
+    # 18. Thesis 003 (issue 9): modes, optimisers, CelebA files and step sizes are checked
+    # before anything trains.
+    Case(18, "unknown face GAN mode", ["--only", "faces/pretty"],
+         message="unknown face GAN mode 'pretty'"),
+    Case(18, "unknown optimiser", ["--only", "faces/faithful", "--optimizer", "lion"],
+         message="unknown face GAN optimizer 'lion'"),
+    Case(18, "CelebA folder without JPEGs", setup=_celeba_folder("empty"),
+         message="holds no JPEGs"),
+    Case(18, "a truncated CelebA JPEG", setup=_celeba_folder("truncated"),
+         message="000002.jpg: cannot be read as a JPEG"),
+    Case(18, "bilinear step size <= 0", ["--only", "bilinear", "--bilinear-eta", "0.5", "-0.1"],
+         message="are not > 0"),
 ]
 
 

@@ -50,6 +50,8 @@ class GANConfig:
     mbstd_group, mbstd_channels: the discriminator's minibatch-stddev layer.
     d_architecture: "resnet" (StyleGAN2's residual discriminator) or "orig" (plain
         blocks, StyleGAN2-ADA's cifar configuration).
+    optimizer: both players' optimiser, a name in ``training.optimizers.OPTIMIZERS``
+        ("adam", StyleGAN2's; "extra_adam" / "past_extra_adam": Gidel et al. 2019).
     g_learning_rate, d_learning_rate, beta_1, beta_2, epsilon: Adam (StyleGAN2:
         0.002, betas (0, 0.99), eps 1e-8).
     d_steps: discriminator (critic) steps per generator step, each on its own batch
@@ -88,6 +90,7 @@ class GANConfig:
     mbstd_group: int = 4
     mbstd_channels: int = 1
     d_architecture: str = "resnet"
+    optimizer: str = "adam"
     g_learning_rate: float = 0.002
     d_learning_rate: float = 0.002
     beta_1: float = 0.0
@@ -128,6 +131,10 @@ class GANConfig:
         return self.critic_steps()
 
     def validate(self) -> None:
+        """The options' own checks (plan_run calls it before anything trains)."""
+        from training.optimizers import check_optimizer_name
+
+        check_optimizer_name(self.optimizer, "GAN optimizer")
         if self.d_architecture not in ("resnet", "orig"):
             raise ValueError(f"d_architecture must be 'resnet' or 'orig', got "
                              f"{self.d_architecture!r}")

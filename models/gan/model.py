@@ -21,8 +21,10 @@ import keras
 import tensorflow as tf
 
 from models.base import GenerativeModel
+from training.optimizers import extrapolates, make_optimizer
 from models.gan.augment import (ADA_NORMALS, ADA_UNIFORMS, DIFFAUGMENT_UNIFORMS, ada_adjust,
                                 ada_augment, diff_augment, parse_policy)
+from models.gan.ema import ema_beta, update_ema
 from models.gan.losses import LOSSES, r1_penalty
 from models.gan.networks import (build_discriminator, build_mapping, build_synthesis,
                                  noise_shapes, num_ws)
@@ -34,6 +36,7 @@ _STREAM_D_FAKE_AUG = 30        # augmentation of the fakes in the D step
 _STREAM_GP = 40                # interpolation weights of the gradient penalty
 _STREAM_G_GENERATOR = 50       # z, z2, mixing, per-pixel noise of the G step
 _STREAM_G_AUG = 60             # augmentation in the G step
+_STREAM_EXTRAPOLATION = 200  # added to every stream in an extragradient's look-ahead
 _EVAL_OFFSET = 500             # evaluation streams: base + 500 (never collide with training)
 _CRITIC_OFFSET = 1000          # critic step i > 0 of a train step: D streams + 1000 * i
 _CONST_NOISE_SALT = 90_000     # the sampler's fixed per-pixel noise
@@ -123,13 +126,16 @@ class GANModel(GenerativeModel):
 
     def build_optimizers(self):
         cfg = self.config
-        self.g_optimizer = keras.optimizers.Adam(cfg.g_learning_rate, beta_1=cfg.beta_1,
-                                                 beta_2=cfg.beta_2, epsilon=cfg.epsilon)
+        # config.optimizer names both players' optimiser (training.optimizers.OPTIMIZERS):
+        # Adam as in StyleGAN2 by default, or e.g. ExtraAdam (Gidel et al. 2019).
+        self.g_optimizer = make_optimizer(cfg.optimizer, cfg.g_learning_rate, beta_1=cfg.beta_1,
+                                          beta_2=cfg.beta_2, epsilon=cfg.epsilon)
         # Lazy regularisation (StyleGAN2, sec. 3.1): with R1 every k steps, scale D's
         # learning rate and betas by c = k / (k + 1) to keep the same effective step.
         c = cfg.d_reg_every / (cfg.d_reg_every + 1.0) if self.r1_active else 1.0
-        self.d_optimizer = keras.optimizers.Adam(cfg.d_learning_rate * c, beta_1=cfg.beta_1 ** c,
-                                                 beta_2=cfg.beta_2 ** c, epsilon=cfg.epsilon)
+        self.d_optimizer = make_optimizer(cfg.optimizer, cfg.d_learning_rate * c,
+                                          beta_1=cfg.beta_1 ** c, beta_2=cfg.beta_2 ** c,
+                                          epsilon=cfg.epsilon)
         self.g_optimizer.build(self.generator_variables)
         self.d_optimizer.build(self.discriminator.trainable_variables)
 
@@ -262,24 +268,41 @@ class GANModel(GenerativeModel):
     def _batch(images):
         return images.shape[0] if images.shape[0] is not None else tf.shape(images)[0]
 
-    # No Python control flow depends on tensors here (tf.cond is explicit), so the
-    # steps skip AutoGraph's source transformation: it cost ~7 s per trace.
-    def critic_step(self, real, i, p):
-        """Critic step ``i`` of this train step on reals [b, ...]: D's update; returns
-        its logs and D(real) [b]. Each critic step draws its own noise streams."""
+    def critic_step(self, real, p, move, salt=0, lazy_r1=True):
+        """One D step on reals [b, ...], moved by ``move(optimizer, grads, variables)``;
+        returns its logs and D(real) [b]. ``salt`` shifts every noise stream (each
+        critic step and an extragradient's look-ahead draw their own); ``lazy_r1``:
+        this step may carry the lazy R1 penalty (the first critic step of a G step)."""
         b = self._batch(real)
-        offset = _CRITIC_OFFSET * i
-        d_args = (real, self.generator_inputs(b, _STREAM_D_GENERATOR + offset),
-                  self.augment_inputs(b, _STREAM_D_REAL_AUG + offset),
-                  self.augment_inputs(b, _STREAM_D_FAKE_AUG + offset),
-                  self.uniform(b, [], _STREAM_GP + offset), p)
-        if self.r1_active and i == 0:
+        d_args = (real, self.generator_inputs(b, _STREAM_D_GENERATOR + salt),
+                  self.augment_inputs(b, _STREAM_D_REAL_AUG + salt),
+                  self.augment_inputs(b, _STREAM_D_FAKE_AUG + salt),
+                  self.uniform(b, [], _STREAM_GP + salt), p)
+        if self.r1_active and lazy_r1:
             regularise = tf.equal(self.step_counter % self.config.d_reg_every, 0)
             d_grads, logs, d_real = tf.cond(regularise, lambda: self._d_with_r1(*d_args),
                                             lambda: self._d_plain(*d_args))
         else:
             d_grads, logs, d_real = self._d_plain(*d_args)
-        self.d_optimizer.apply(d_grads, self.discriminator.trainable_variables)
+        move(self.d_optimizer, d_grads, self.discriminator.trainable_variables)
+        return logs, d_real
+
+    def alternating_step(self, reals, p, move, salt=0):
+        """``d_steps`` D steps, critic step i on the i-th batch of reals
+        [d_steps * b, ...], then G's step (through the updated D), each moved by
+        ``move``; returns (logs, the last D(real)). D's logs are the mean over its steps."""
+        critic_logs = []
+        for i, real in enumerate(tf.split(reals, self.d_steps, axis=0)):
+            logs, d_real = self.critic_step(real, p, move, salt + _CRITIC_OFFSET * i,
+                                            lazy_r1=i == 0)
+            critic_logs.append(logs)
+        logs = {k: tf.add_n([c[k] for c in critic_logs]) / float(self.d_steps)
+                for k in critic_logs[0]}
+        b = self._batch(real)
+        g_grads, g_logs = self._g_grads(self.generator_inputs(b, _STREAM_G_GENERATOR + salt),
+                                        self.augment_inputs(b, _STREAM_G_AUG + salt), p)
+        move(self.g_optimizer, g_grads, self.generator_variables)
+        logs.update(g_logs)
         return logs, d_real
 
     # No Python control flow depends on tensors here (tf.cond is explicit), so the
@@ -289,18 +312,14 @@ class GANModel(GenerativeModel):
         reals, _ = data  # [d_steps * b, ...]: the critic steps' batches, one after another
         self.check_images(reals)
         p = tf.convert_to_tensor(self.ada_p)
-        critic_logs = []
-        for i, real in enumerate(tf.split(reals, self.d_steps, axis=0)):
-            logs, d_real = self.critic_step(real, i, p)
-            critic_logs.append(logs)
-        # D's logs: the mean over this step's critic steps
-        logs = {k: tf.add_n([c[k] for c in critic_logs]) / float(self.d_steps)
-                for k in critic_logs[0]}
-        b = self._batch(real)
-        g_grads, g_logs = self._g_grads(self.generator_inputs(b, _STREAM_G_GENERATOR),
-                                        self.augment_inputs(b, _STREAM_G_AUG), p)
-        self.g_optimizer.apply(g_grads, self.generator_variables)
-        logs.update(g_logs)
+        if extrapolates(self.g_optimizer):  # extragradient: look ahead first (own noise)
+            if self.g_optimizer.extrapolation_uses_gradients:
+                self.alternating_step(reals, p, lambda opt, g, v: opt.extrapolate(g, v),
+                                      salt=_STREAM_EXTRAPOLATION)
+            else:
+                self.d_optimizer.extrapolate(None, self.discriminator.trainable_variables)
+                self.g_optimizer.extrapolate(None, self.generator_variables)
+        logs, d_real = self.alternating_step(reals, p, lambda opt, g, v: opt.apply(g, v))
 
         self.update_ema()
         if self.config.ada:
@@ -321,22 +340,14 @@ class GANModel(GenerativeModel):
 
     # ----------------------------------------------------- EMA and ADA updates
     def ema_beta(self):
-        """beta = 0.5 ** (batch / ema_nimg), ema_nimg = min(ema_kimg * 1000,
-        rampup * images seen) (StyleGAN2-ADA's ``ema_kimg`` / ``ema_rampup``)."""
+        """StyleGAN2-ADA's EMA decay for this step (``models.gan.ema.ema_beta``)."""
         cfg = self.config
-        batch = float(self.global_batch_size)
-        ema_nimg = tf.constant(cfg.ema_kimg * 1000.0)
-        if cfg.ema_rampup > 0:
-            seen = tf.cast(self.step_counter + 1, tf.float32) * batch
-            ema_nimg = tf.minimum(ema_nimg, seen * cfg.ema_rampup)
-        return tf.pow(0.5, batch / tf.maximum(ema_nimg, 1e-8))
+        return ema_beta(self.step_counter, self.global_batch_size, cfg.ema_kimg, cfg.ema_rampup)
 
     def update_ema(self, beta=None):
         """ema <- w + beta * (ema - w) for every generator weight."""
-        beta = self.ema_beta() if beta is None else tf.cast(beta, tf.float32)
-        for ema, weight in zip(self.ema_weights, self.generator_weights):
-            w = tf.convert_to_tensor(weight)
-            ema.assign(w + beta * (tf.convert_to_tensor(ema) - w))
+        update_ema(self.ema_weights, self.generator_weights,
+                   self.ema_beta() if beta is None else beta)
 
     def update_ada(self, d_real):
         """Accumulate sign(D(real)) over the global batch; every ``ada_interval``

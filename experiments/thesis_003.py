@@ -1,0 +1,285 @@
+"""Thesis 003's experiments: the CelebA face GAN (faithful, fixed, an optimiser comparison)
+and the bilinear game. ``run_all.py`` selects them with ``--only``:
+
+    faces             every face run below
+    faces/faithful    the listing as written (batch 2, RMSprop, [0, 1] data vs tanh, ...)
+    faces/fixed       the same networks trained as the thesis advises (Adam, NS loss, EMA)
+    faces/optimizers  fixed mode with RMSprop, Adam and ExtraAdam: same iterations and seeds
+    bilinear          min_theta max_phi theta*phi under five methods (experiments/bilinear.py)
+
+Face runs use 64x64 RGB images of ``--dataset`` (default CelebA; grey data is repeated to
+three channels) and land in ``OUT/runs/faces-<mode>[+<optimizer>]-b<batch>-z32-s<seed>/``
+with a control-grid timeline (``control/``: the listing's fixed latents rendered during
+training, and their diversity over time); the reports ``thesis_003_faces.{md,csv,json}``,
+``thesis_003_curves.png`` and ``bilinear.{md,csv,json,png}`` land in OUT beside the thesis
+004 tables.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import keras
+import numpy as np
+
+from experiments import bilinear
+from experiments.runner import plan_run
+from experiments.tables import Row, SelectorError
+from models.faces.config import mode_overrides
+from training import artifacts
+
+NAMES = ("faces", "bilinear")
+DEFAULT_DATASET = "celeb_a"
+IMAGE_SIZE = 64
+THESIS_TRAIN_IMAGES = 10_000   # the thesis's text (its listing sets IMAGES_COUNT = 100)
+THESIS_HOURS = 26.0            # reported for 15,000 iterations "on an ordinary PC"
+#: thesis batch per mode (faithful: the listing's 2; fixed: a real batch, DCGAN's 64)
+THESIS_BATCH = {"faithful": 2, "fixed": 64}
+#: (mode, optimizer or None = the mode's own) per selection
+SELECTIONS = {
+    "faithful": [("faithful", None)],
+    "fixed": [("fixed", None)],
+    "optimizers": [("fixed", "rmsprop"), ("fixed", None), ("fixed", "extra_adam")],
+}
+MODEL = "Face GAN (thesis 003)"
+
+
+def split_selectors(only):
+    """(thesis 004 selectors or None for all, thesis 003 selections) from ``--only``."""
+    if only is None:
+        return None, ["faces", "bilinear"]
+    ours = [s for s in only if s.split("/", 1)[0].split("@", 1)[0] in NAMES]
+    return [s for s in only if s not in ours], ours
+
+
+def face_runs(selections) -> list:
+    """The (mode, optimizer) pairs selected, in a fixed order, without repeats."""
+    runs = []
+    for text in selections:
+        name, _, sub = text.partition("/")
+        if name != "faces":
+            continue
+        if sub and sub not in SELECTIONS:
+            raise SelectorError(f"unknown face GAN mode {sub!r} in --only {text}; known: "
+                                f"{', '.join(f'faces/{k}' for k in SELECTIONS)}")
+        for key in ([sub] if sub else list(SELECTIONS)):
+            runs += [r for r in SELECTIONS[key] if r not in runs]
+    return runs
+
+
+def wants_bilinear(selections) -> bool:
+    for text in selections:
+        if text.startswith("bilinear") and text != "bilinear":
+            raise SelectorError(f"bad selector {text!r}: the bilinear game is selected as "
+                                f"'bilinear' (step sizes: --bilinear-eta)")
+    return "bilinear" in selections
+
+
+def plan_faces(runs, profile, *, dataset, out_dir, seeds, optimizer=None):
+    """RunPlans of the face runs; a run with another optimiser than its mode's gets
+    ``+<optimizer>`` in its folder name. Config errors (an unknown optimiser) raise here."""
+    plans = []
+    for mode, opt in runs:
+        opt = opt or optimizer
+        overrides = mode_overrides(mode)
+        if opt:
+            overrides["optimizer"] = opt
+        row = Row(table="thesis_003", family="faces", model=MODEL, loss=mode,
+                  batch_size=THESIS_BATCH[mode], latent_size=32, in_thesis=mode == "faithful")
+        for seed in range(seeds):
+            plan = plan_run(row, seed, profile, dataset=dataset, image_size=IMAGE_SIZE,
+                            out_dir=out_dir, overrides=overrides)
+            if opt and opt != mode_overrides(mode).get("optimizer", "rmsprop"):
+                name = os.path.basename(plan.run_dir).replace(f"faces-{mode}-",
+                                                              f"faces-{mode}+{opt}-", 1)
+                plan = dataclasses.replace(plan, run_dir=os.path.join(out_dir, "runs", name))
+            plans.append(plan)
+    return plans
+
+
+def train_limit(profile):
+    return min(THESIS_TRAIN_IMAGES, profile.train_limit or THESIS_TRAIN_IMAGES)
+
+
+# --------------------------------------------------------------- control grid
+def pairwise_rms(images) -> float:
+    """Mean over pairs i < j of the RMS pixel difference (images in [-1, 1]): 0 when every
+    image is the same (mode collapse)."""
+    x = np.asarray(images, np.float64).reshape(len(images), -1)
+    sq = np.sum(x * x, axis=1)
+    d2 = np.maximum(sq[:, None] + sq[None, :] - 2 * x @ x.T, 0.0) / x.shape[1]
+    i, j = np.triu_indices(len(x), 1)
+    return float(np.mean(np.sqrt(d2[i, j]))) if len(i) else 0.0
+
+
+class ControlTimeline(keras.callbacks.Callback):
+    """Every ``every`` steps: the control latents' grid (``control/step_XXXXXX.png``, as the
+    listing saves ``generated_N.png``) and their diversity (``control/diversity.csv``:
+    mean pairwise RMS distance, beside the same figure for real images). At the end,
+    ``control_timeline.png`` (grids over time) and ``diversity.png``. Rows after the
+    checkpoint a run resumes from are dropped, so a resumed run's files match."""
+
+    def __init__(self, run_dir, every, real_images):
+        super().__init__()
+        self.folder = os.path.join(run_dir, "control")
+        self.run_dir, self.every = run_dir, max(1, int(every))
+        self.real_diversity = pairwise_rms(real_images)
+
+    def on_train_begin(self, logs=None):
+        path = os.path.join(self.folder, "diversity.csv")
+        start = int(self.model.step_counter.numpy())
+        self.rows = [r for r in (artifacts.read_csv(path) if os.path.exists(path) else [])
+                     if int(r["step"]) <= start]
+        if start == 0:
+            self._render(0)
+
+    def on_train_batch_end(self, step, logs=None):
+        if step % self.every == 0:
+            self._render(step)
+
+    def _render(self, step):
+        images = np.asarray(self.model.generate(self.model.control_latents()))
+        side = int(round(len(images) ** 0.5))
+        grid = artifacts.image_grid(artifacts.to_uint8(images), side)
+        artifacts.write_png(os.path.join(self.folder, f"step_{step:06d}.png"), grid)
+        self.rows = [r for r in self.rows if int(r["step"]) != step]
+        self.rows.append({"step": step, "control_diversity": pairwise_rms(images),
+                          "real_diversity": self.real_diversity})
+        artifacts.write_csv(os.path.join(self.folder, "diversity.csv"), self.rows, exact=True)
+
+    def on_train_end(self, logs=None):
+        steps = [int(r["step"]) for r in self.rows]
+        if not steps:
+            return
+        picks = sorted({steps[int(round(k))] for k in np.linspace(0, len(steps) - 1, 8)})
+        plt = artifacts._pyplot()
+        fig, axes = plt.subplots(1, len(picks), figsize=(2.2 * len(picks), 2.6), squeeze=False)
+        from PIL import Image
+        for ax, step in zip(axes[0], picks):
+            with Image.open(os.path.join(self.folder, f"step_{step:06d}.png")) as image:
+                ax.imshow(np.asarray(image), cmap="gray" if image.mode == "L" else None)
+            ax.set_title(f"step {step}")
+            ax.axis("off")
+        artifacts._save_figure(plt, fig, os.path.join(self.run_dir, "control_timeline.png"),
+                               "control latents over training")
+        fig, ax = plt.subplots(figsize=(5, 3.4))
+        ax.plot(steps, [float(r["control_diversity"]) for r in self.rows], "-o", markersize=3,
+                label="control grid")
+        ax.axhline(self.real_diversity, color="k", ls="--", label="real images")
+        ax.set_xlabel("step")
+        ax.set_ylabel("mean pairwise RMS distance")
+        ax.legend()
+        artifacts._save_figure(plt, fig, os.path.join(self.run_dir, "diversity.png"),
+                               "diversity of the control grid (0 = collapse)")
+
+
+def diversity_summary(run_dir) -> dict:
+    path = os.path.join(run_dir, "control", "diversity.csv")
+    rows = artifacts.read_csv(path) if os.path.exists(path) else []
+    if not rows:
+        return {}
+    values = [float(r["control_diversity"]) for r in rows]
+    return {"control_diversity_first": values[0], "control_diversity_last": values[-1],
+            "control_diversity_min": min(values), "real_diversity": float(rows[0]["real_diversity"]),
+            "collapse_ratio_last": values[-1] / max(float(rows[0]["real_diversity"]), 1e-12)}
+
+
+# ------------------------------------------------------------------- reports
+COLUMNS = ["run", "mode", "optimizer", "batch_size", "seed", "iterations", "gradient_evals",
+           "fid", "kid", "precision", "recall", "train_loss", "val_loss",
+           "control_diversity_first", "control_diversity_last", "real_diversity",
+           "collapse_ratio_last", "metric_network", "n_samples", "train_seconds",
+           "seconds_per_iteration", "projected_hours_15000", "thesis_hours_15000", "train_data"]
+
+
+def report_line(plan, metrics) -> dict:
+    cfg = plan.family_config
+    steps = metrics.get("steps") or 0
+    per_iter = metrics.get("train_seconds") / steps if steps and metrics.get("train_seconds") \
+        else None
+    evals = 2 if cfg.optimizer.startswith("extra_") else 1
+    record = artifacts.read_json(os.path.join(plan.run_dir, "config.json"))
+    return {"run": plan.name, "mode": cfg.loss, "optimizer": cfg.optimizer,
+            "batch_size": cfg.batch_size, "seed": plan.seed, "iterations": steps,
+            "gradient_evals": steps * evals,
+            **{k: metrics.get(k) for k in ("fid", "kid", "precision", "recall", "train_loss",
+                                           "val_loss", "metric_network", "n_samples",
+                                           "train_seconds")},
+            **diversity_summary(plan.run_dir),
+            "seconds_per_iteration": per_iter,
+            "projected_hours_15000": per_iter * 15000 / 3600 if per_iter else None,
+            "thesis_hours_15000": THESIS_HOURS if cfg.loss == "faithful" else None,
+            "train_data": record.get("train_data")}
+
+
+def _fmt(value):
+    if value is None:
+        return "not computed"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def write_face_reports(out_dir, lines, context, stand_in_note=""):
+    base = os.path.join(out_dir, "thesis_003_faces")
+    artifacts.write_csv(base + ".csv", lines, COLUMNS)
+    artifacts.write_json(base + ".json", {"experiment": "thesis_003_faces", "context": context,
+                                          "note": stand_in_note, "rows": lines})
+    head = ["run", "mode", "optimizer", "batch", "iterations (grad. evals)", "FID", "KID",
+            "precision", "recall", "G loss", "D loss", "control diversity first -> last (real)",
+            "s/iteration", "projected h for 15,000 (thesis: 26 h)"]
+    out = ["# Thesis 003: the face GAN", "", context, ""]
+    if stand_in_note:
+        out += [f"**{stand_in_note}**", ""]
+    out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for line in lines:
+        out.append("| " + " | ".join([
+            line["run"], line["mode"], line["optimizer"], str(line["batch_size"]),
+            f"{line['iterations']} ({line['gradient_evals']})", _fmt(line["fid"]),
+            _fmt(line["kid"]), _fmt(line["precision"]), _fmt(line["recall"]),
+            _fmt(line["train_loss"]), _fmt(line["val_loss"]),
+            f"{_fmt(line.get('control_diversity_first'))} -> "
+            f"{_fmt(line.get('control_diversity_last'))} ({_fmt(line.get('real_diversity'))})",
+            _fmt(line["seconds_per_iteration"]), _fmt(line["projected_hours_15000"])]) + " |")
+    out += ["", "Control diversity: mean pairwise RMS pixel distance of the control grid "
+            "(images in [-1, 1]); 0 means every control image is the same (the thesis's "
+            "\"late images nearly identical\"). gradient evals: extragradient takes two "
+            "gradients per iteration. FID/KID/precision/recall: the run's metric network "
+            "on its samples.npz.", ""]
+    artifacts.write_text(base + ".md", "\n".join(out))
+    _write_curves(base.replace("thesis_003_faces", "thesis_003_curves.png"), lines, out_dir)
+
+
+def _write_curves(path, lines, out_dir):
+    plt = artifacts._pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.6))
+    for line in lines:
+        run_dir = os.path.join(out_dir, "runs", line["run"])
+        history = artifacts.read_csv(os.path.join(run_dir, "history.csv"))
+        epochs = [int(r["epoch"]) for r in history]
+        label = f"{line['mode']} / {line['optimizer']}"
+        axes[0].plot(epochs, [float(r["g_loss"]) for r in history], "-o", ms=3, label=label)
+        axes[1].plot(epochs, [float(r["d_loss"]) for r in history], "-o", ms=3, label=label)
+        div = os.path.join(run_dir, "control", "diversity.csv")
+        if os.path.exists(div):
+            rows = artifacts.read_csv(div)
+            axes[2].plot([int(r["step"]) for r in rows],
+                         [float(r["control_diversity"]) for r in rows], "-", label=label)
+    for ax, title, xlabel in zip(axes, ("G loss", "D loss", "control diversity"),
+                                 ("epoch", "epoch", "step")):
+        ax.set_title(title)
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    artifacts._save_figure(plt, fig, path, "thesis 003 face GAN: modes and optimisers")
+
+
+def stand_in_note(dataset) -> str:
+    if dataset == DEFAULT_DATASET:
+        return ""
+    return (f"Offline stand-in: these runs trained on {dataset} at 64x64 (grey data repeated to RGB), "
+            f"not on CelebA; they test the pipeline and compare the recipes, they are not faces.")
+
+
+def run_bilinear(out_dir, profile_name, etas, context):
+    result = bilinear.run(bilinear.config_for(profile_name, etas))
+    bilinear.write_reports(out_dir, result, context)
+    return result
