@@ -275,8 +275,29 @@ def prepare_thesis_003(args, profile, selections, dataset, out_dir):
     for plan in plans:
         if prepared["done"][plan.name] is not None:
             check_scored_by(plan, prepared["done"][plan.name], network)
-    prepared.update(plans=plans, train=train, val=val, score=score, network=network)
+    features = (diversity_features(args, train, network)
+                if any(done is None for done in prepared["done"].values()) else None)
+    prepared.update(plans=plans, train=train, val=val, score=score, network=network,
+                    features=features)
     return prepared
+
+
+def diversity_features(args, train_source, network):
+    """The feature space thesis 003 also measures the control grid's diversity in: the
+    runs' metric network, loaded now (an evaluator not yet trained is trained here, before
+    any run). None with ``--metrics none``, saying that diversity is then measured in pixel
+    space only."""
+    from experiments.thesis_003 import FeatureSpace
+    from metrics import default_cache_dir, load_feature_network
+
+    if network == "none":
+        print("[run_all] thesis 003: --metrics none, so the control grid's diversity is "
+              "measured in pixel space only (give --metrics auto|evaluator|inception to "
+              "measure it in the metric network's feature space too)")
+        return None
+    return FeatureSpace.of(load_feature_network(
+        network, train_source, cache_dir=default_cache_dir(),
+        inception_weights=args.inception_weights, data_dir=args.data_dir))
 
 
 def run_thesis_003(args, profile, prepared, dataset, out_dir, strategy) -> int:
@@ -301,7 +322,8 @@ def run_thesis_003(args, profile, prepared, dataset, out_dir, strategy) -> int:
             print(f"\n[run_all] thesis 003: {plan.name} -> {plan.run_dir}")
             started = time.time()
             timeline = thesis_003.ControlTimeline(plan.run_dir,
-                                                  plan.family_config.control_every, real)
+                                                  plan.family_config.control_every, real,
+                                                  features=prepared["features"])
             try:
                 metrics = execute_run(plan, train_source=prepared["train"],
                                       val_source=prepared["val"], strategy=strategy,

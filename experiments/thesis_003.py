@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import typing
 
 import keras
 import numpy as np
@@ -102,28 +103,58 @@ def train_limit(profile):
 
 
 # --------------------------------------------------------------- control grid
-def pairwise_rms(images) -> float:
-    """Mean over pairs i < j of the RMS pixel difference (images in [-1, 1]): 0 when every
-    image is the same (mode collapse)."""
-    x = np.asarray(images, np.float64).reshape(len(images), -1)
-    sq = np.sum(x * x, axis=1)
-    d2 = np.maximum(sq[:, None] + sq[None, :] - 2 * x @ x.T, 0.0) / x.shape[1]
-    i, j = np.triu_indices(len(x), 1)
-    return float(np.mean(np.sqrt(d2[i, j]))) if len(i) else 0.0
+#: What diversity.csv / diversity.png say when no feature network measured (--metrics none).
+PIXELS_ONLY = ("not measured: no metric network (--metrics none), so the control grid's "
+               "diversity is measured in pixel space only")
+
+
+def pairwise_rms(rows) -> float:
+    """Mean over pairs i < j of the RMS difference of rows i and j (each image or feature
+    vector flattened; the RMS is over its elements, so the figure does not grow with their
+    number): 0 when every row is the same (mode collapse)."""
+    x = np.asarray(rows, np.float64).reshape(len(rows), -1)
+    # differences taken directly (not from a Gram matrix): identical rows give exactly 0
+    distances = [np.sqrt(np.mean((x[i + 1:] - x[i]) ** 2, axis=1)) for i in range(len(x) - 1)]
+    return float(np.mean(np.concatenate(distances))) if distances else 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureSpace:
+    """A feature space the control grid's diversity is also measured in: ``fn`` maps
+    images [n, H, W, C] in [-1, 1] to features [n, d]; ``label`` names the network."""
+    label: str
+    fn: typing.Callable
+
+    @classmethod
+    def of(cls, network) -> "FeatureSpace":
+        """The features of a ``metrics.FeatureNetwork`` (the run's metric network)."""
+        import tensorflow as tf
+
+        return cls(network.label,
+                   lambda images: network.fn(tf.convert_to_tensor(images, tf.float32))[0])
+
+    def diversity(self, images) -> float:
+        """:func:`pairwise_rms` of the images' features."""
+        return pairwise_rms(np.asarray(self.fn(np.asarray(images, np.float32))))
 
 
 class ControlTimeline(keras.callbacks.Callback):
     """Every ``every`` steps: the control latents' grid (``control/step_XXXXXX.png``, as the
-    listing saves ``generated_N.png``) and their diversity (``control/diversity.csv``:
-    mean pairwise RMS distance, beside the same figure for real images). At the end,
-    ``control_timeline.png`` (grids over time) and ``diversity.png``. Rows after the
-    checkpoint a run resumes from are dropped, so a resumed run's files match."""
+    listing saves ``generated_N.png``) and their diversity (``control/diversity.csv``: mean
+    pairwise RMS distance in pixels and, given ``features`` (a FeatureSpace: the run's
+    metric network), in its feature space, each beside the same figure for real images).
+    At the end, ``control_timeline.png`` (grids over time) and ``diversity.png``. Rows
+    after the checkpoint a run resumes from are dropped, so a resumed run's files match."""
 
-    def __init__(self, run_dir, every, real_images):
+    def __init__(self, run_dir, every, real_images, features: FeatureSpace | None = None):
         super().__init__()
         self.folder = os.path.join(run_dir, "control")
         self.run_dir, self.every = run_dir, max(1, int(every))
-        self.real_diversity = pairwise_rms(real_images)
+        self.features = features
+        self.real = {"real_diversity": pairwise_rms(real_images),
+                     "real_feature_diversity": (features.diversity(real_images)
+                                                if features else None),
+                     "feature_network": features.label if features else PIXELS_ONLY}
 
     def on_train_begin(self, logs=None):
         path = os.path.join(self.folder, "diversity.csv")
@@ -144,13 +175,20 @@ class ControlTimeline(keras.callbacks.Callback):
         artifacts.write_png(os.path.join(self.folder, f"step_{step:06d}.png"), grid)
         self.rows = [r for r in self.rows if int(r["step"]) != step]
         self.rows.append({"step": step, "control_diversity": pairwise_rms(images),
-                          "real_diversity": self.real_diversity})
-        artifacts.write_csv(os.path.join(self.folder, "diversity.csv"), self.rows, exact=True)
+                          "control_feature_diversity": (self.features.diversity(images)
+                                                        if self.features else None),
+                          **self.real})
+        artifacts.write_csv(os.path.join(self.folder, "diversity.csv"), self.rows,
+                            DIVERSITY_COLUMNS, exact=True)
 
     def on_train_end(self, logs=None):
         steps = [int(r["step"]) for r in self.rows]
-        if not steps:
-            return
+        if steps:
+            self._write_timeline(steps)
+            write_diversity_figure(os.path.join(self.run_dir, "diversity.png"), self.rows)
+
+    def _write_timeline(self, steps):
+        """control_timeline.png: up to 8 of the rendered grids, evenly spaced in time."""
         picks = sorted({steps[int(round(k))] for k in np.linspace(0, len(steps) - 1, 8)})
         plt = artifacts._pyplot()
         fig, axes = plt.subplots(1, len(picks), figsize=(2.2 * len(picks), 2.6), squeeze=False)
@@ -162,33 +200,83 @@ class ControlTimeline(keras.callbacks.Callback):
             ax.axis("off")
         artifacts._save_figure(plt, fig, os.path.join(self.run_dir, "control_timeline.png"),
                                "control latents over training")
-        fig, ax = plt.subplots(figsize=(5, 3.4))
-        ax.plot(steps, [float(r["control_diversity"]) for r in self.rows], "-o", markersize=3,
-                label="control grid")
-        ax.axhline(self.real_diversity, color="k", ls="--", label="real images")
+
+
+#: (control grid's column, real images' column, summary ratio) per space: pixels, features
+DIVERSITY_SPACES = (("control_diversity", "real_diversity", "collapse_ratio_last"),
+                    ("control_feature_diversity", "real_feature_diversity",
+                     "feature_collapse_ratio_last"))
+DIVERSITY_COLUMNS = ["step", "control_diversity", "real_diversity", "control_feature_diversity",
+                     "real_feature_diversity", "feature_network"]
+
+
+def _floats(rows, key) -> list:
+    """(step, value) of the rows whose ``key`` holds a number (empty cells left out)."""
+    out = []
+    for row in rows:
+        try:
+            out.append((int(row["step"]), float(row[key])))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return out
+
+
+def write_diversity_figure(path, rows):
+    """diversity.png: the control grid's diversity over training in pixel space and in the
+    metric network's feature space, each beside real images' (the dashed line); the
+    feature panel says so when no network measured it."""
+    from matplotlib.ticker import MaxNLocator
+
+    plt = artifacts._pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    titles = ("pixels ([-1, 1])", f"features: {rows[-1].get('feature_network') or PIXELS_ONLY}")
+    for ax, (key, real_key, _), title in zip(axes, DIVERSITY_SPACES, titles):
+        points, real = _floats(rows, key), _floats(rows, real_key)
+        ax.set_title(_wrap(title), fontsize=8)
         ax.set_xlabel("step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("mean pairwise RMS distance")
-        ax.legend()
-        artifacts._save_figure(plt, fig, os.path.join(self.run_dir, "diversity.png"),
-                               "diversity of the control grid (0 = collapse)")
+        if not points:
+            ax.text(0.5, 0.5, "not measured", ha="center", va="center", transform=ax.transAxes)
+            continue
+        ax.plot(*zip(*points), "-o", markersize=3, label="control grid")
+        ax.axhline(real[-1][1], color="k", ls="--", label="real images")
+        ax.set_ylim(bottom=0)
+        ax.legend(fontsize=8)
+    artifacts._save_figure(plt, fig, path, "diversity of the control grid (0 = collapse)")
+
+
+def _wrap(text, width=70) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width))
 
 
 def diversity_summary(run_dir) -> dict:
+    """First/last/min control diversity (pixels, and features where measured), the real
+    images' figures and the last one's ratio to real, from control/diversity.csv."""
     path = os.path.join(run_dir, "control", "diversity.csv")
     rows = artifacts.read_csv(path) if os.path.exists(path) else []
     if not rows:
         return {}
-    values = [float(r["control_diversity"]) for r in rows]
-    return {"control_diversity_first": values[0], "control_diversity_last": values[-1],
-            "control_diversity_min": min(values), "real_diversity": float(rows[0]["real_diversity"]),
-            "collapse_ratio_last": values[-1] / max(float(rows[0]["real_diversity"]), 1e-12)}
+    out = {"feature_network": rows[-1].get("feature_network") or PIXELS_ONLY}
+    for key, real_key, ratio in DIVERSITY_SPACES:
+        values, real = [v for _, v in _floats(rows, key)], _floats(rows, real_key)
+        if values and real:
+            out.update({f"{key}_first": values[0], f"{key}_last": values[-1],
+                        f"{key}_min": min(values), real_key: real[-1][1],
+                        ratio: values[-1] / max(real[-1][1], 1e-12)})
+    return out
 
 
 # ------------------------------------------------------------------- reports
 COLUMNS = ["run", "mode", "optimizer", "batch_size", "seed", "iterations", "gradient_evals",
            "fid", "kid", "precision", "recall", "train_loss", "val_loss",
            "control_diversity_first", "control_diversity_last", "real_diversity",
-           "collapse_ratio_last", "metric_network", "n_samples", "train_seconds",
+           "collapse_ratio_last", "control_feature_diversity_first",
+           "control_feature_diversity_last", "real_feature_diversity",
+           "feature_collapse_ratio_last", "feature_network", "metric_network", "n_samples",
+           "train_seconds",
            "seconds_per_iteration", "projected_hours_15000", "thesis_hours_15000", "train_data"]
 
 
@@ -225,7 +313,7 @@ def write_face_reports(out_dir, lines, context, stand_in_note=""):
                                           "note": stand_in_note, "rows": lines})
     head = ["run", "mode", "optimizer", "batch", "iterations (grad. evals)", "FID", "KID",
             "precision", "recall", "G loss", "D loss", "control diversity first -> last (real)",
-            "s/iteration", "projected h for 15,000 (thesis: 26 h)"]
+            "in features first -> last (real)", "s/iteration", "projected h for 15,000 (thesis: 26 h)"]
     out = ["# Thesis 003: the face GAN", "", context, ""]
     if stand_in_note:
         out += [f"**{stand_in_note}**", ""]
@@ -236,21 +324,32 @@ def write_face_reports(out_dir, lines, context, stand_in_note=""):
             f"{line['iterations']} ({line['gradient_evals']})", _fmt(line["fid"]),
             _fmt(line["kid"]), _fmt(line["precision"]), _fmt(line["recall"]),
             _fmt(line["train_loss"]), _fmt(line["val_loss"]),
-            f"{_fmt(line.get('control_diversity_first'))} -> "
-            f"{_fmt(line.get('control_diversity_last'))} ({_fmt(line.get('real_diversity'))})",
+            *(_diversity_cell(line, key, real_key) for key, real_key, _ in DIVERSITY_SPACES),
             _fmt(line["seconds_per_iteration"]), _fmt(line["projected_hours_15000"])]) + " |")
-    out += ["", "Control diversity: mean pairwise RMS pixel distance of the control grid "
-            "(images in [-1, 1]); 0 means every control image is the same (the thesis's "
-            "\"late images nearly identical\"). gradient evals: extragradient takes two "
-            "gradients per iteration. FID/KID/precision/recall: the run's metric network "
-            "on its samples.npz.", ""]
+    networks = sorted({line.get("feature_network") or PIXELS_ONLY for line in lines})
+    out += ["", "Control diversity: mean pairwise RMS distance of the control grid's images "
+            "(pixels in [-1, 1]) and of their features in the run's metric network "
+            f"({'; '.join(networks)}), beside the same for real images; 0 means every "
+            "control image is the same (the thesis's \"late images nearly identical\"). "
+            "gradient evals: extragradient takes two gradients per iteration. "
+            "FID/KID/precision/recall: the run's metric network on its samples.npz.", ""]
     artifacts.write_text(base + ".md", "\n".join(out))
     _write_curves(base.replace("thesis_003_faces", "thesis_003_curves.png"), lines, out_dir)
 
 
+def _diversity_cell(line, key, real_key) -> str:
+    """'first -> last (real)' of one diversity space, or 'not measured'."""
+    if line.get(f"{key}_last") is None:
+        return "not measured"
+    return (f"{_fmt(line.get(f'{key}_first'))} -> {_fmt(line.get(f'{key}_last'))} "
+            f"({_fmt(line.get(real_key))})")
+
+
 def _write_curves(path, lines, out_dir):
+    """thesis_003_curves.png: G loss, D loss and the control grid's diversity (pixels,
+    features) of every face run."""
     plt = artifacts._pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(15, 3.6))
+    fig, axes = plt.subplots(1, 4, figsize=(20, 3.6))
     for line in lines:
         run_dir = os.path.join(out_dir, "runs", line["run"])
         history = artifacts.read_csv(os.path.join(run_dir, "history.csv"))
@@ -259,12 +358,14 @@ def _write_curves(path, lines, out_dir):
         axes[0].plot(epochs, [float(r["g_loss"]) for r in history], "-o", ms=3, label=label)
         axes[1].plot(epochs, [float(r["d_loss"]) for r in history], "-o", ms=3, label=label)
         div = os.path.join(run_dir, "control", "diversity.csv")
-        if os.path.exists(div):
-            rows = artifacts.read_csv(div)
-            axes[2].plot([int(r["step"]) for r in rows],
-                         [float(r["control_diversity"]) for r in rows], "-", label=label)
-    for ax, title, xlabel in zip(axes, ("G loss", "D loss", "control diversity"),
-                                 ("epoch", "epoch", "step")):
+        rows = artifacts.read_csv(div) if os.path.exists(div) else []
+        for ax, (key, _, _) in zip(axes[2:], DIVERSITY_SPACES):
+            points = _floats(rows, key)
+            if points:
+                ax.plot(*zip(*points), "-", label=label)
+    titles = ("G loss", "D loss", "control diversity (pixels)",
+              "control diversity (metric network features)")
+    for ax, title, xlabel in zip(axes, titles, ("epoch", "epoch", "step", "step")):
         ax.set_title(title)
         ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)

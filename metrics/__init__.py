@@ -39,7 +39,7 @@ __all__ = [
     "default_cache_dir", "WEIGHT_SOURCES", "inception_feature_network", "RESULT_KEYS",
     "MAX_KEPT_FEATURES", "FeatureNetwork", "FeatureRunner", "FeatureStats", "collect",
     "reference_stats", "InceptionScoreAccumulator", "RunningMoments", "metrics_from_stats",
-    "NETWORK_NAME", "resolve_weights_file", "cached_weights",
+    "NETWORK_NAME", "resolve_weights_file", "cached_weights", "load_feature_network",
 ]
 
 NETWORK_CHOICES = ("auto", "inception", "evaluator", "none")
@@ -120,6 +120,20 @@ def _evaluator_feature_network(real, cache_dir, data_dir) -> FeatureNetwork:
     return evaluator_network(model, info)
 
 
+def load_feature_network(network: str, real, *, cache_dir,
+                         inception_weights: str | None = None, data_dir=None) -> FeatureNetwork:
+    """The FeatureNetwork that ``compute_metrics`` scores ``real``'s runs with, for a
+    resolved ``network`` ('inception' | 'evaluator'): the Inception graph, or the evaluator
+    of ``real``'s dataset and image shape (trained now when neither the repository nor the
+    cache has it). Also what other measures in the same space use (thesis 003's control
+    grid diversity)."""
+    if network == "inception":
+        return inception_feature_network(inception_weights, cache_dir)
+    if network == "evaluator":
+        return _evaluator_feature_network(real, cache_dir, data_dir)
+    raise MetricsError(f"no feature network for {network!r}; choose inception or evaluator")
+
+
 def metrics_from_stats(fake: FeatureStats, ref: FeatureStats, is_result, *, label: str,
                        seed: int = 0, weights_sha256: str | None = None) -> dict:
     fid = frechet_distance(fake.mu, fake.sigma, ref.mu, ref.sigma)
@@ -160,9 +174,9 @@ def compute_metrics(fake_batches: Iterable, real, *, network: str, n_samples: in
     if int(n_samples) < IS_SPLITS:
         raise MetricsError(f"n_samples={n_samples}: at least {IS_SPLITS} are needed")
     if feature_network is None:
-        feature_network = (inception_feature_network(inception_weights, cache_dir)
-                           if network == "inception"
-                           else _evaluator_feature_network(real, cache_dir, data_dir))
+        feature_network = load_feature_network(network, real, cache_dir=cache_dir,
+                                               inception_weights=inception_weights,
+                                               data_dir=data_dir)
     runner = FeatureRunner(feature_network)
     ref = reference_stats(runner, real, cache_dir=cache_dir, limit=reference_limit, progress=progress)
     is_acc = InceptionScoreAccumulator(int(n_samples), feature_network.num_classes, IS_SPLITS)

@@ -71,8 +71,7 @@ def test_unknown_mode_and_optimizer_are_refused():
 
 
 def _source():
-    from data import open_dataset
-    return open_dataset("synthetic", "train", image_size=64, limit=8)
+    return _synthetic_64("train", 8)
 
 
 def _model(**overrides):
@@ -222,14 +221,40 @@ def test_tfds_celeb_a_gets_the_thesis_crop_at_64(tmp_path, monkeypatch):
 
 
 # ----------------------------------------------------------------- run_all, end to end
-def test_run_all_smoke_faithful_and_bilinear_then_load_and_sample(tmp_path, capsys):
+def _synthetic_64(split, limit):
+    from data import open_dataset
+    return open_dataset("synthetic", split, image_size=64, limit=limit)
+
+
+def _images(n):
+    return next(iter(_synthetic_64("train", n).batches(n)))[0].numpy()
+
+
+@pytest.fixture(scope="module")
+def tiny_evaluator_cache(tmp_path_factory):
+    """A metrics cache holding a tiny evaluator for synthetic 64x64x3 (trained here in
+    seconds; run_all would train the full one, minutes): cache folder, (model, info)."""
+    from metrics.evaluator import EvaluatorConfig, load_or_train_evaluator
+    cache = tmp_path_factory.mktemp("cache")
+    tiny = EvaluatorConfig(width=4, epochs=1, batch_size=32, max_train_examples=64,
+                           max_test_examples=32)
+    loaded = load_or_train_evaluator(
+        "synthetic", (64, 64, 3), cache_dir=cache, train_src=_synthetic_64("train", 64),
+        test_src=_synthetic_64("test", 32), config=tiny, verbose=False)
+    return cache, loaded
+
+
+def test_run_all_smoke_faithful_and_bilinear_then_load_and_sample(tmp_path, capsys,
+                                                                  tiny_evaluator_cache,
+                                                                  monkeypatch):
     import json
 
     import run_all
     from training.checkpoints import load_run
+    monkeypatch.setenv("GENBENCH_CACHE", str(tiny_evaluator_cache[0]))
     out = tmp_path / "o"
     args = ["--profile", "smoke", "--only", "faces/faithful", "bilinear", "--dataset",
-            "synthetic", "--metrics", "none", "--quiet", "--out", str(out)]
+            "synthetic", "--metrics", "evaluator", "--quiet", "--out", str(out)]
     assert run_all.main(args) == 0, capsys.readouterr().err[-3000:]
     run = out / "runs" / "faces-faithful-b2-z32-s0"
     for name in ("metrics.json", "control_timeline.png", "diversity.png", "samples.npz",
@@ -243,6 +268,12 @@ def test_run_all_smoke_faithful_and_bilinear_then_load_and_sample(tmp_path, caps
     (line,) = table["rows"]
     assert line["mode"] == "faithful" and line["optimizer"] == "rmsprop"
     assert line["iterations"] == 4 and line["control_diversity_last"] >= 0
+    # diversity in pixels and in the features of the metric network that scored the run
+    assert line["feature_network"] == line["metric_network"]
+    assert line["metric_network"].startswith("evaluator:synthetic-64x64x3")
+    assert line["control_feature_diversity_last"] >= 0 and line["real_feature_diversity"] > 0
+    assert line["fid"] is not None and "not measured" not in (
+        out / "thesis_003_faces.md").read_text()
     assert "Offline stand-in" in table["note"]
     config = json.loads((run / "config.json").read_text())
     assert config["family_config"]["loss"] == "faithful" and config["seed"] == 0
@@ -272,3 +303,62 @@ def test_gan_family_trains_with_extra_adam_by_name(tmp_path):
     assert "g_loss" in history and "nan" not in history.lower()
     with pytest.raises(ValueError, match="unknown GAN optimizer"):
         GANConfig(optimizer="lion").validate()
+
+
+# ------------------------------------------------------- mode collapse, measured
+def test_feature_diversity_in_the_evaluator_drops_for_a_collapsed_grid(tiny_evaluator_cache):
+    """The control grid's diversity in the evaluator's feature space (a tiny one, trained
+    here): 0 for identical images, low for near-copies, higher for different images."""
+    from experiments.thesis_003 import FeatureSpace, pairwise_rms
+    from metrics.evaluator import evaluator_network
+    space = FeatureSpace.of(evaluator_network(*tiny_evaluator_cache[1]))
+    assert space.label.startswith("evaluator:synthetic-64x64x3")
+    diverse = _images(16)
+    collapsed = np.repeat(diverse[:1], 16, axis=0)
+    noise = np.random.default_rng(0).uniform(-0.02, 0.02, collapsed.shape).astype(np.float32)
+    near = np.clip(collapsed + noise, -1, 1)
+    spread = space.diversity(diverse)
+    assert space.diversity(collapsed) < 1e-6 * spread
+    assert 0 < space.diversity(near) < 0.5 * spread
+    assert pairwise_rms(collapsed) == 0 < pairwise_rms(near) < pairwise_rms(diverse)
+
+
+class _GridModel:
+    """What ControlTimeline reads of a face GAN: a step counter and the control grid,
+    diverse until ``collapse`` is set, then every image the first."""
+
+    def __init__(self, images):
+        self.images, self.collapse = images, False
+        self.step_counter = tf.Variable(0, dtype=tf.int64)
+
+    def control_latents(self):
+        return np.zeros((len(self.images), 2), np.float32)
+
+    def generate(self, latents):
+        return np.repeat(self.images[:1], len(latents), 0) if self.collapse else self.images
+
+
+def test_control_timeline_records_and_plots_both_spaces(tmp_path):
+    import csv
+
+    from experiments.thesis_003 import ControlTimeline, FeatureSpace, diversity_summary
+    images = _images(4)
+    colour = FeatureSpace("mean colour (injected)", lambda x: np.asarray(x).mean(axis=(1, 2)))
+    timeline = ControlTimeline(str(tmp_path), 1, _images(16), features=colour)
+    model = _GridModel(images)
+    timeline.set_model(model)
+    timeline.on_train_begin()
+    model.collapse = True
+    timeline.on_train_batch_end(1)
+    timeline.on_train_end()
+    with open(tmp_path / "control" / "diversity.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [0, 1]
+    assert {r["feature_network"] for r in rows} == {"mean colour (injected)"}
+    for key in ("control_diversity", "control_feature_diversity"):
+        assert float(rows[0][key]) > 0 == float(rows[1][key])
+    assert float(rows[0]["real_feature_diversity"]) > 0
+    summary = diversity_summary(str(tmp_path))
+    assert summary["feature_collapse_ratio_last"] == 0 == summary["collapse_ratio_last"]
+    assert (tmp_path / "diversity.png").stat().st_size > 0
+    assert (tmp_path / "control_timeline.png").stat().st_size > 0
