@@ -471,10 +471,15 @@ def png_bytes(fig) -> bytes:
 def table_markdown(table: TableReport, level: int = 2) -> str:
     """The table's markdown (ours beside the thesis's, with its footnote), its title at
     heading ``level``."""
-    text = table.markdown
-    if text.startswith("# "):
-        text = "#" * level + text[1:]
-    return text.rstrip() + "\n"
+    return with_heading_level(table.markdown, level)
+
+
+def with_heading_level(markdown: str, level: int) -> str:
+    """``markdown`` whose leading '# title' is at heading ``level`` (to sit under a page's
+    own title), with one trailing newline."""
+    if markdown.startswith("# "):
+        markdown = "#" * level + markdown[1:]
+    return markdown.rstrip() + "\n"
 
 
 def readme_text(report: Report, figures: dict) -> str:

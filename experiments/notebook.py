@@ -41,9 +41,11 @@ def suggest_profile() -> str:
 
 def run_all_args(tables, *, profile, dataset, out, data_dir="", seeds=1, only="",
                  metrics="auto") -> list:
-    """run_all.py's arguments for the notebooks' parameters (empty strings: the default)."""
-    args = ["--tables", *tables, "--profile", profile, "--dataset", dataset, "--out", out,
-            "--seeds", str(seeds), "--metrics", metrics]
+    """run_all.py's arguments for the notebooks' parameters (empty strings: the default;
+    no ``tables``: no ``--tables``, for experiments that ``only`` alone selects)."""
+    args = ["--tables", *tables] if tables else []
+    args += ["--profile", profile, "--dataset", dataset, "--out", out, "--seeds", str(seeds),
+             "--metrics", metrics]
     if data_dir:
         args += ["--data-dir", data_dir]
     if only:
@@ -60,10 +62,11 @@ def default_out(profile: str, dataset: str) -> str:
 
 def run_experiment(tables, *, profile, dataset, out="", data_dir="", seeds=1, only="",
                    metrics="auto") -> str:
-    """Run ``run_all.py`` for ``tables`` in a child process, printing its output as it comes
-    (progress lines of every run); return the output folder. RunFailed when it exits non-zero
-    (bad input exits before anything trains, with one line saying why). Ctrl-C / the
-    notebook's stop button interrupts the child, which saves its place: run again to resume.
+    """Run ``run_all.py`` for ``tables`` and/or the ``only`` selection in a child process,
+    printing its output as it comes (progress lines of every run); return the output
+    folder. RunFailed when it exits non-zero (bad input exits before anything trains, with
+    one line saying why). Ctrl-C / the notebook's stop button interrupts the child, which
+    saves its place: run again to resume.
     """
     out = os.path.abspath(out) if out else default_out(profile, dataset)
     args = run_all_args(tables, profile=profile, dataset=dataset, out=out, data_dir=data_dir,

@@ -384,3 +384,70 @@ def run_bilinear(out_dir, profile_name, etas, context):
     result = bilinear.run(bilinear.config_for(profile_name, etas))
     bilinear.write_reports(out_dir, result, context)
     return result
+
+
+# ------------------------------------------------- the report, shown in a notebook
+#: the experiment-wide reports in OUT, in the order they are shown (each face run's figures
+#: after the curves)
+REPORT_FILES = ("thesis_003_faces.md", "thesis_003_curves.png", "bilinear.md", "bilinear.png")
+#: (file in a face run's folder, its caption)
+RUN_FIGURES = (("control_timeline.png", "control grid over training"),
+               ("diversity.png", "control grid diversity, pixels and features"))
+
+
+@dataclasses.dataclass
+class Report:
+    """What run_all.py wrote for thesis 003 into ``out_dir``: ``parts`` is a list of
+    (kind, content) in display order, kind "markdown" (text) or "image" (a PNG's path)."""
+    out_dir: str
+    parts: list
+
+
+def load_report(out_dir) -> Report:
+    """The thesis 003 reports in ``out_dir`` (the face GAN's table and curves, then per face
+    run its control-grid timeline and diversity, then the bilinear game's table and figure),
+    whichever of them the selection wrote; compare.ReportError when there are none."""
+    from experiments.compare import ReportError, with_heading_level
+
+    out_dir = os.fspath(out_dir)
+    parts = []
+    for name in REPORT_FILES:
+        path = os.path.join(out_dir, name)
+        if not os.path.exists(path):
+            continue
+        if name.endswith(".md"):
+            with open(path, encoding="utf-8") as f:
+                parts.append(("markdown", with_heading_level(f.read(), 2)))
+        else:
+            parts.append(("image", path))
+        if name == "thesis_003_curves.png":
+            parts += _run_parts(out_dir)
+    if not parts:
+        raise ReportError(f"{out_dir} holds no thesis 003 reports (thesis_003_faces.md, "
+                          f"bilinear.md); run run_all.py --only faces bilinear --out "
+                          f"{out_dir} first")
+    return Report(out_dir=out_dir, parts=parts)
+
+
+def _run_parts(out_dir) -> list:
+    """A heading and the figures of each face run listed in thesis_003_faces.json."""
+    path = os.path.join(out_dir, "thesis_003_faces.json")
+    rows = artifacts.read_json(path).get("rows", []) if os.path.exists(path) else []
+    parts = []
+    for row in rows:
+        run_dir = os.path.join(out_dir, "runs", row["run"])
+        figures = [(os.path.join(run_dir, name), caption) for name, caption in RUN_FIGURES
+                   if os.path.exists(os.path.join(run_dir, name))]
+        if figures:
+            captions = ", ".join(caption for _, caption in figures)
+            parts.append(("markdown", f"### {row['run']}: {captions}\n"))
+            parts += [("image", figure) for figure, _ in figures]
+    return parts
+
+
+def show(report: Report):
+    """Display the report inline in a notebook, in order: tables as Markdown, figures as PNG."""
+    from IPython.display import Image, Markdown, display
+
+    for kind, content in report.parts:
+        display(Markdown(content) if kind == "markdown" else Image(filename=content))

@@ -36,13 +36,24 @@ COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
 
 @dataclasses.dataclass(frozen=True)
 class Experiment:
-    """One notebook: ``name`` (the file's name), what it runs (``tables``: run_all.py's
-    ``--tables``) and which other tables its comparison shows when they are in the same
-    output folder (``compare_with``)."""
+    """One notebook: ``name`` (the file's name), what it runs and what its comparison shows.
+
+    tables: run_all.py's ``--tables`` (thesis 004); empty for experiments that ``--only``
+        alone selects (thesis 003).
+    selection: the default of the notebook's ``FAMILIES`` parameter, run_all.py's ``--only``
+        ("": every row of ``tables``).
+    report: what the comparison cell shows, a key of :data:`REPORTS`: "losses" (the tables,
+        then each family's losses side by side: ``experiments.compare``) or "thesis_003"
+        (the face GAN's table and figures, each run's control grid and diversity, the
+        bilinear game: ``experiments.thesis_003``).
+    compare_with: ("losses") other tables shown when they are in the same output folder.
+    """
     name: str
     title: str
     summary: str
-    tables: tuple
+    tables: tuple = ()
+    selection: str = ""
+    report: str = "losses"
     compare_with: tuple = ()
     dataset: str = "cifar100"
 
@@ -59,6 +70,16 @@ EXPERIMENTS = (
                 "Stable Diffusion MAE/Huber, DALL-E MSE/perceptual, on CIFAR-100; shown beside "
                 "the baselines of Table 3.1 when they ran into the same folder.",
         tables=("table_3_2",), compare_with=("table_3_1",)),
+    Experiment(
+        name="thesis_003", title="Thesis 003: the face GAN and the bilinear game",
+        summary="The CelebA face GAN of appendices 2-4: the listing as written (`faithful`), "
+                "the same networks trained as the thesis advises (`fixed`), and RMSprop, Adam "
+                "and ExtraAdam on it with one budget (`optimizers`), with FID/KID and the "
+                "control grid's diversity over training (pixels and metric-network features: "
+                "mode collapse measured); then min max theta*phi under simultaneous, "
+                "alternating, implicit and extragradient steps and Adam (`bilinear`).",
+        selection="faces/faithful faces/fixed faces/optimizers bilinear", report="thesis_003",
+        dataset="celeb_a"),
 )
 
 
@@ -151,7 +172,7 @@ PARAMETERS = '''
 # @title Parameters
 # Profile: smoke | quick | paper; empty: the one suggested above.
 PROFILE = ""  # @param ["", "smoke", "quick", "paper"]
-# Dataset: cifar100 (the thesis's), cifar10, celeb_a, fashion_mnist, mnist, folder:PATH, synthetic.
+# Dataset: cifar100 (thesis 004's), celeb_a (thesis 003's), cifar10, fashion_mnist, mnist, folder:PATH, synthetic.
 DATASET = "{dataset}"  # @param {{type:"string"}}
 # A folder holding the official archives or idx files (offline); empty: download them.
 DATA_DIR = ""  # @param {{type:"string"}}
@@ -159,8 +180,8 @@ DATA_DIR = ""  # @param {{type:"string"}}
 OUT = ""  # @param {{type:"string"}}
 # Seeds 0..SEEDS-1 per row: the tables report mean and std across seeds.
 SEEDS = 1  # @param {{type:"integer"}}
-# Families or rows, family[/loss][@latent] separated by spaces (vae, gan/hinge, vae@128); empty: all.
-FAMILIES = ""  # @param {{type:"string"}}
+{selection_help}
+FAMILIES = "{selection}"  # @param {{type:"string"}}
 # Metric network: auto (Inception if its weights are at hand, else the evaluator), inception, evaluator, none.
 METRICS = "auto"  # @param ["auto", "inception", "evaluator", "none"]
 '''
@@ -172,7 +193,7 @@ OUT = run_experiment({tables!r}, profile=PROFILE or SUGGESTED_PROFILE, dataset=D
                      out=OUT, data_dir=DATA_DIR, seeds=SEEDS, only=FAMILIES, metrics=METRICS)
 '''
 
-COMPARE = '''
+COMPARE_LOSSES = '''
 # The table (ours beside the thesis's), then per family its losses side by side: samples of
 # the same latent draws, overlaid training curves, metric bars with error bars across seeds.
 from experiments import compare
@@ -180,20 +201,51 @@ report = compare.load_report(OUT, tables={tables!r}, also={also!r})
 compare.show(report)
 '''
 
+COMPARE_THESIS_003 = '''
+# The face GAN's table (FID/KID, control-grid diversity in pixels and in the metric network's
+# features), the curves of every run, each run's control grid over training and its
+# diversity, then the bilinear game's contraction factors and squared norms.
+from experiments import thesis_003
+report = thesis_003.load_report(OUT)
+thesis_003.show(report)
+'''
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportKind:
+    """How a kind of experiment's notebook selects its runs and shows its results."""
+    selection_help: str  # the comment above the FAMILIES parameter
+    compare: str         # the comparison cell, formatted with tables= and also=
+
+
+REPORTS = {
+    "losses": ReportKind(
+        selection_help="# Families or rows, family[/loss][@latent] separated by spaces "
+                       "(vae, gan/hinge, vae@128); empty: all.",
+        compare=COMPARE_LOSSES),
+    "thesis_003": ReportKind(
+        selection_help="# Experiments separated by spaces: faces/faithful, faces/fixed, "
+                       "faces/optimizers (faces: all three), bilinear.",
+        compare=COMPARE_THESIS_003),
+}
+
 
 def notebook(experiment: Experiment, repository: str = GITHUB_REPOSITORY) -> dict:
     """The notebook of ``experiment`` as nbformat 4 JSON (no outputs)."""
     tables = list(experiment.tables)
+    kind = REPORTS[experiment.report]
     cells = [
         _cell("intro", "markdown",
               INTRO.format(title=experiment.title, summary=experiment.summary)),
         _cell("setup", "code", SETUP.format(repo_url=repository_url(repository))),
         _cell("check", "code", CHECK),
-        _cell("parameters", "code", PARAMETERS.format(dataset=experiment.dataset),
+        _cell("parameters", "code",
+              PARAMETERS.format(dataset=experiment.dataset, selection=experiment.selection,
+                                selection_help=kind.selection_help),
               tags=["parameters"]),
         _cell("run", "code", RUN.format(tables=tables)),
         _cell("compare", "code",
-              COMPARE.format(tables=tables, also=list(experiment.compare_with))),
+              kind.compare.format(tables=tables, also=list(experiment.compare_with))),
     ]
     return {"cells": cells, "nbformat": 4, "nbformat_minor": 5,
             "metadata": {"accelerator": "GPU", "colab": {"provenance": []},

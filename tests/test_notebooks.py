@@ -16,10 +16,15 @@ sys.path.insert(0, NOTEBOOKS)
 import make_notebooks  # noqa: E402  (the generator lives beside the notebooks)
 
 NAMES = [exp.name for exp in make_notebooks.EXPERIMENTS]
-# One tiny selection per notebook: Table 3.1's VAE/ELBO and Table 3.2's VAE/MI and VAE/WAE at
-# latent 128, into one folder, so the second notebook compares the three VAE losses.
+LOSS_NAMES = [exp.name for exp in make_notebooks.EXPERIMENTS if exp.report == "losses"]
+# One tiny selection per notebook, all into one folder: Table 3.1's VAE/ELBO and Table 3.2's
+# VAE/MI and VAE/WAE at latent 128, so the second notebook compares the three VAE losses;
+# thesis 003's faithful face GAN and the bilinear game, without metrics (the evaluator of
+# 64x64 images would take half a minute to train; tests/test_faces.py scores a face run
+# and measures its diversity in a tiny evaluator's features).
 SMOKE = dict(PROFILE="smoke", DATASET="synthetic", FAMILIES="vae@128", METRICS="evaluator",
              SEEDS=1)
+SMOKE_OF = {"thesis_003": dict(SMOKE, FAMILIES="faces/faithful bilinear", METRICS="none")}
 
 
 def _load(name):
@@ -84,23 +89,52 @@ def executed(tmp_path_factory):
     with pytest.MonkeyPatch.context() as env:
         env.setenv("GENBENCH_CACHE", str(out / "cache"))  # the evaluator, trained for synthetic
         for name in NAMES:
-            nb = _with_parameters(_load(name), OUT=str(out / "report"), **SMOKE)
+            nb = _with_parameters(_load(name), OUT=str(out / "report"),
+                                  **SMOKE_OF.get(name, SMOKE))
             done[name] = _execute(nb, NOTEBOOKS)
     return out / "report", done
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_notebook_runs_and_shows_its_table_and_figures(executed, name):
-    out, notebooks = executed
-    nb = notebooks[name]
-    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
+def _text(nb) -> str:
+    """Everything the notebook's code cells printed."""
+    return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
                    for o in c.outputs)
+
+
+def _markdown(nb) -> str:
+    return "".join(o["data"]["text/markdown"] for o in _outputs(nb, "text/markdown"))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_finds_the_suite_and_shows_run_alls_progress(executed, name):
+    text = _text(executed[1][name])
     assert f"genbench: {ROOT}" in text  # found the checkout by walking up from notebooks/
     assert "No GPU or TPU: profile 'quick'" in text
     assert "epoch 2/2" in text and "[run_all] wrote" in text  # run_all's live progress
-    tables = "".join(o["data"]["text/markdown"] for o in _outputs(nb, "text/markdown"))
+
+
+@pytest.mark.parametrize("name", LOSS_NAMES)
+def test_notebook_shows_its_table_and_figures(executed, name):
+    nb = executed[1][name]
+    tables = _markdown(nb)
     assert "| model (loss) |" in tables and "VAE (" in tables and "thesis FID" in tables
     assert len(_outputs(nb, "image/png")) >= 2  # samples and curves, at least
+
+
+def test_thesis_003_notebook_shows_the_face_gan_and_the_bilinear_game(executed):
+    out, notebooks = executed
+    nb = notebooks["thesis_003"]
+    text = _text(nb)
+    assert "--only faces/faithful bilinear" in text and "--tables" not in text
+    assert "[run_all] thesis 003: faces-faithful-b2-z32-s0" in text
+    assert "pixel space only" in text  # --metrics none: said before anything trains
+    shown = _markdown(nb)
+    assert "## Thesis 003: the face GAN" in shown and "| faces-faithful-b2-z32-s0 |" in shown
+    assert "Offline stand-in" in shown and "not measured" in shown
+    assert "### faces-faithful-b2-z32-s0: control grid over training" in shown
+    assert "## Thesis 003: the bilinear game" in shown and "extragradient" in shown
+    # curves, the run's control timeline and diversity, the bilinear figure
+    assert len(_outputs(nb, "image/png")) == 4
 
 
 def test_notebooks_share_a_folder_whose_readme_compares_the_losses(executed):
