@@ -7,8 +7,9 @@ changing this file; ``tests/test_notebooks.py`` checks the stored files are what
 The notebooks are stored without outputs. Each one: finds the suite (a checkout, Google
 Drive or a repository URL), says which profile the runtime fits, takes its parameters
 (a cell tagged ``parameters``: papermill, or a test, may inject values after it), runs
-``run_all.py`` with live progress, then shows the comparison inline
-(``experiments.compare``). Adding an experiment is one more entry in ``EXPERIMENTS``.
+``run_all.py`` with live progress, then shows the comparison inline (``experiments.compare``
+for the thesis 004 tables, ``experiments.thesis_003`` for thesis 003; see ``REPORTS``).
+Adding an experiment is one more entry in ``EXPERIMENTS``.
 """
 from __future__ import annotations
 
