@@ -78,7 +78,7 @@ def _stage_seconds(plan) -> float:
 def _plot(points, path, title):
     from training import artifacts
 
-    plt = artifacts._pyplot()
+    plt = artifacts.pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for family in BASELINES:
         mine = [p for p in points if p["family"] == family]
@@ -93,11 +93,11 @@ def _plot(points, path, title):
     ax.set_yscale("log")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    artifacts._save_figure(plt, fig, path, title)
+    artifacts.save_figure(plt, fig, path, title)
 
 
 def _markdown(points, context) -> str:
-    lines = [f"# Quality per training budget", "", context, "",
+    lines = ["# Quality per training budget", "", context, "",
              "| family (row) | epoch | step | training s | fd_eval | KID | target |",
              "|---|---|---|---|---|---|---|"]
     for p in points:

@@ -137,6 +137,16 @@ def write_png(path, array_uint8: np.ndarray, scale: int = 1):
         image.save(tmp, format="PNG")
 
 
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend."""
+    return _pyplot()
+
+
+def save_figure(plt, fig, path, title: str = ""):
+    """Write ``fig`` to ``path`` as PNG, atomically, and close it."""
+    _save_figure(plt, fig, path, title)
+
+
 def _pyplot():
     import matplotlib
     matplotlib.use("Agg")  # files only: no display on servers and CI
