@@ -12,6 +12,10 @@ and a plot (``quality_budget.png``) in ``--out``; reruns reuse finished probes.
     python benchmarks/quality_budget.py --dataset fashion_mnist \
         --data-dir /usr/share/datasets/fashion-mnist [--families vae gan] [--seed 0]
 
+``--from-runs DIR`` trains nothing: it tabulates the final point (fd_eval, training
+seconds of every stage) of each baseline run already complete in ``DIR/runs`` (e.g. the
+committed ``reports/quick/fashion_mnist``), one point per family instead of a curve.
+
 Numbers are wall seconds on this machine; other processes on the same cores inflate
 them (the table records the CPU count and the load average at the start).
 """
@@ -107,6 +111,61 @@ def _markdown(points, context) -> str:
     return "\n".join(lines) + "\n"
 
 
+def final_point(run_dir, family, seed) -> dict | None:
+    """(training seconds of all stages, fd_eval) of a complete run folder, or None."""
+    from training import artifacts
+
+    path = os.path.join(run_dir, "metrics.json")
+    if not os.path.exists(path):
+        return None
+    metrics = artifacts.read_json(path)
+    stages = sum(float(s.get("train_seconds") or 0.0)
+                 for s in (metrics.get("stages") or {}).values())
+    return {"family": family, "row": BASELINES[family], "epoch": int(metrics["epochs"]),
+            "step": int(metrics["steps"]),
+            "train_seconds": round(stages + float(metrics["train_seconds"]), 1),
+            "fd_eval": float(metrics["fid"]), "kid": float(metrics["kid"]),
+            "target": TARGETS[family], "metric_network": metrics["metric_network"],
+            "n_samples": int(metrics["n_samples"]), "seed": seed}
+
+
+def tabulate_runs(args) -> int:
+    """The --from-runs mode: one final point per family from complete runs."""
+    import glob
+
+    points = []
+    for family in args.families:
+        loss = BASELINES[family].split("/")[1].split("@")[0]
+        pattern = os.path.join(args.from_runs, "runs", f"{family}-{loss}-b*-z128-s{args.seed}")
+        for run_dir in sorted(glob.glob(pattern)):
+            point = final_point(run_dir, family, args.seed)
+            if point is not None:
+                points.append(point)
+    if not points:
+        print(f"quality_budget.py: error: no complete baseline run in {args.from_runs}/runs",
+              file=sys.stderr)
+        return 2
+    out = args.out or os.path.join(args.from_runs, "quality_budget")
+    context = (f"Final points of the complete baseline runs in `{args.from_runs}` (seed "
+               f"{args.seed}): fd_eval of their samples against the whole train split, metric "
+               f"network `{points[0]['metric_network']}`; training seconds are wall seconds of "
+               f"every stage as the runs recorded them (first stages included in full). "
+               f"Written by `benchmarks/quality_budget.py --from-runs`.")
+    _write(out, points, context, f"fd_eval vs training time: final points, seed {args.seed}")
+    return 0
+
+
+def _write(out, points, context, title):
+    from training import artifacts
+
+    os.makedirs(out, exist_ok=True)
+    points.sort(key=lambda p: (list(BASELINES).index(p["family"]), p["epoch"]))
+    artifacts.write_csv(os.path.join(out, "quality_budget.csv"), points, COLUMNS)
+    artifacts.write_text(os.path.join(out, "quality_budget.md"), _markdown(points, context))
+    _plot(points, os.path.join(out, "quality_budget.png"), title)
+    print(_markdown(points, context))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--families", nargs="+", default=list(BASELINES), choices=list(BASELINES))
@@ -117,7 +176,12 @@ def main(argv=None) -> int:
     parser.add_argument("--n-samples", type=int, default=2000)
     parser.add_argument("--out", default=None,
                         help="default: reports/<profile>/<dataset>/quality_budget")
+    parser.add_argument("--from-runs", default=None, metavar="DIR",
+                        help="tabulate the final points of the complete runs in DIR/runs; "
+                             "train nothing")
     args = parser.parse_args(argv)
+    if args.from_runs:
+        return tabulate_runs(args)
 
     import run_all
     from data import native_channels, open_dataset
@@ -182,12 +246,8 @@ def main(argv=None) -> int:
                f"split, metric network `{network}` evaluator; wall seconds of training on "
                f"{os.cpu_count()} CPU cores (load average {load:.1f} at the start), probing "
                f"time excluded. Written by benchmarks/quality_budget.py.")
-    points.sort(key=lambda p: (list(BASELINES).index(p["family"]), p["epoch"]))
-    artifacts.write_csv(csv_path, points, COLUMNS)
-    artifacts.write_text(os.path.join(out, "quality_budget.md"), _markdown(points, context))
-    _plot(points, os.path.join(out, "quality_budget.png"),
-          f"fd_eval vs training time, {profile.name} profile, {args.dataset}, seed {args.seed}")
-    print(_markdown(points, context))
+    _write(out, points, context,
+           f"fd_eval vs training time, {profile.name} profile, {args.dataset}, seed {args.seed}")
     return 0
 
 
