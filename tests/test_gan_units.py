@@ -277,3 +277,31 @@ def test_networks_at_64x64_and_num_ws():
     assert model(images).shape == (2,)
     with pytest.raises(ValueError):
         get_family("gan").build(cfg, (48, 48, 3), 4)
+
+
+def test_critic_steps_default_to_each_objectives_paper_and_bad_values_fail_up_front():
+    from experiments.profiles import get_profile
+    from experiments.runner import plan_run
+    from experiments.table_3_1 import TABLE
+    from training.config import ConfigError
+
+    assert GANConfig(loss="wasserstein_gp").critic_steps() == 5  # Gulrajani et al., n_critic
+    assert GANConfig(loss="hinge").critic_steps() == 1
+    assert GANConfig(loss="hinge", d_steps=3).batches_per_step() == 3
+    row = next(r for r in TABLE.rows if r.family == "gan")
+    for bad, message in (({"d_steps": 0}, "d_steps must be a positive integer"),
+                         ({"d_architecture": "skip"}, "d_architecture must be")):
+        with pytest.raises(ConfigError, match=message):
+            plan_run(row, 0, get_profile("smoke"), dataset="synthetic", image_size=32,
+                     out_dir="/tmp/unused", overrides=bad)
+
+
+@pytest.mark.parametrize("architecture", ["resnet", "orig"])
+def test_discriminator_architectures_build_and_differ_in_skip_layers(architecture):
+    from models.gan.networks import build_discriminator
+
+    config = GANConfig(d_architecture=architecture, channel_base=64, channel_max=8)
+    d = build_discriminator((16, 16, 1), config, seed=0)
+    skips = [layer.name for layer in d.layers if layer.name.endswith("_skip")]
+    assert (len(skips) > 0) == (architecture == "resnet")
+    assert d(tf.zeros([4, 16, 16, 1])).shape == (4,)
