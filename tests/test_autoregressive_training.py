@@ -178,8 +178,12 @@ def test_mirrored_two_cpus_equals_one_device(tmp_path):
 FASHION = "/usr/share/datasets/fashion-mnist"
 RUN_FILES = {"config.json", "history.csv", "loss_curves.png", "samples.png", "samples.npz",
              "metrics.json"}
-AR_RUNS = {f"autoregressive-{loss}-b8-z{z}-s0" for loss in ("cross_entropy", "mse", "perceptual")
-           for z in (128, 2048)}
+# Three of the six rows (both tables, both codebook sizes, two rows sharing the K=128
+# tokenizer) keep the suite short; the six-row command is run for the committed results.
+AR_SELECTION = ("autoregressive/cross_entropy@128", "autoregressive/mse@128",
+                "autoregressive/perceptual@2048")
+AR_RUNS = {"autoregressive-cross_entropy-b8-z128-s0", "autoregressive-mse-b8-z128-s0",
+           "autoregressive-perceptual-b8-z2048-s0"}
 TOKENIZERS = {f"autoregressive-tokenizer-z{z}-s0" for z in (128, 2048)}
 
 
@@ -189,7 +193,7 @@ TOKENIZERS = {f"autoregressive-tokenizer-z{z}-s0" for z in (128, 2048)}
 def test_smoke_rows_through_run_all_share_two_tokenizers_and_sample(tmp_path):
     out = tmp_path / "ar"
     proc = subprocess.run([sys.executable, "run_all.py", "--profile", "smoke", "--only",
-                           "autoregressive", "--dataset", "fashion_mnist", "--data-dir", FASHION,
+                           *AR_SELECTION, "--dataset", "fashion_mnist", "--data-dir", FASHION,
                            "--out", str(out), "--metrics", "none", "--quiet"],
                           cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -202,11 +206,11 @@ def test_smoke_rows_through_run_all_share_two_tokenizers_and_sample(tmp_path):
         assert np.isfinite(metrics["train_loss"]) and np.isfinite(metrics["val_loss"])
         z = name.split("-z")[1].split("-")[0]
         assert metrics["stages"]["tokenizer"]["run"] == f"../autoregressive-tokenizer-z{z}-s0"
-        assert np.load(run_dir / "samples.npz")["images"].shape == (64, 32, 32, 3)
+        assert np.load(run_dir / "samples.npz")["images"].shape == (64, 32, 32, 1)
     for name in TOKENIZERS:
         tok = json.loads((out / "runs" / name / "metrics.json").read_text())
         assert tok["stage"] == "tokenizer" and tok["codebook_size"] == int(name.split("-z")[1][:-3])
-    for table, n_rows in (("table_3_1", 2), ("table_3_2", 4)):
+    for table, n_rows in (("table_3_1", 1), ("table_3_2", 2)):
         with open(out / f"{table}.csv") as f:
             assert len(f.read().strip().splitlines()) == n_rows + 1
     grid = tmp_path / "grid.png"

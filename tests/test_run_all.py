@@ -94,8 +94,11 @@ def test_smoke_profile_on_real_fashion_mnist_trains_and_scores_in_one_channel(tm
         assert np.isfinite(metrics["fid"]) and metrics["fid"] > 0
 
 
-DIFFUSION_RUNS = {f"diffusion-{loss}-b8-z{z}-s0" for loss in ("mse", "mae", "huber")
-                  for z in (128, 2048)}
+# Three of the six rows (both tables, both latent sizes, two rows sharing the z128
+# autoencoder) keep the suite short; the six-row command is run for the committed results.
+DIFFUSION_SELECTION = ("diffusion/mse@128", "diffusion/huber@128", "diffusion/mae@2048")
+DIFFUSION_RUNS = {"diffusion-mse-b8-z128-s0", "diffusion-huber-b8-z128-s0",
+                  "diffusion-mae-b8-z2048-s0"}
 AUTOENCODERS = {f"diffusion-autoencoder-z{z}-s0" for z in (128, 2048)}
 
 
@@ -104,11 +107,11 @@ AUTOENCODERS = {f"diffusion-autoencoder-z{z}-s0" for z in (128, 2048)}
                            f"apt-get install -y dataset-fashion-mnist")
 def test_diffusion_smoke_rows_share_two_autoencoders(tmp_path):
     out = tmp_path / "diffusion"
-    proc = _run("--profile", "smoke", "--only", "diffusion", "--dataset", "fashion_mnist",
+    proc = _run("--profile", "smoke", "--only", *DIFFUSION_SELECTION, "--dataset", "fashion_mnist",
                 "--data-dir", FASHION, "--out", str(out), "--metrics", "none", "--quiet")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert set(os.listdir(out / "runs")) == DIFFUSION_RUNS | AUTOENCODERS
-    assert proc.stdout.count("[run_all] stage autoencoder of diffusion") == 2  # trained twice, not six
+    assert proc.stdout.count("[run_all] stage autoencoder of diffusion") == 2  # twice, not three times
     for name in DIFFUSION_RUNS:
         run = out / "runs" / name
         assert RUN_FILES <= set(os.listdir(run)), name
@@ -120,7 +123,7 @@ def test_diffusion_smoke_rows_share_two_autoencoders(tmp_path):
     for name in AUTOENCODERS:
         ae = json.loads((out / "runs" / name / "metrics.json").read_text())
         assert ae["stage"] == "autoencoder" and 0 < ae["recon_mse"] < 4
-    for table, n_rows in (("table_3_1", 2), ("table_3_2", 4)):
+    for table, n_rows in (("table_3_1", 1), ("table_3_2", 2)):
         with open(out / f"{table}.csv") as f:
             rows = list(csv.DictReader(f))
         assert len(rows) == n_rows and {r["family"] for r in rows} == {"diffusion"}

@@ -150,15 +150,16 @@ def downsamplings(image_side: int, latent_side: int) -> int:
 #: Per-profile overrides (one per profile of ``experiments/profiles.py``). The
 #: "ae_train" / "train" entries set each stage's training length (TrainConfig
 #: fields) where the profile's default does not fit the recipe.
-#: quick: 1,000 autoencoder steps of 64 and 2,000 denoiser steps of 128 reached
-#: fd_eval 3.25 on Fashion-MNIST (diffusion/mse@128, 2,000 samples); the whole run took
-#: 36.7 CPU-minutes on 2 cores, i.e. roughly 6 + 13 minutes of wall time when quiet
-#: (measured only under contention: 766 s + 2,298 s).
+#: quick: 1,000 autoencoder steps of 64 and 2,000 denoiser steps of 128. With two
+#: residual blocks per U-Net level this reached fd_eval 3.25 on Fashion-MNIST
+#: (diffusion/mse@128, 2,000 samples, 3-channel data) but its denoiser took about
+#: 16 minutes on 2 cores (~0.49 s a step), over the profile's 10-minute budget per run;
+#: one block per level (unet_blocks=1) roughly halves the step.
 PRESETS = {
     "smoke": {"ae_widths": (8, 8, 16, 16), "ae_batch_size": 8, "unet_widths": (16, 16),
               "attention_heads": 2, "sampling_steps": 4},
     "quick": {"ae_widths": (16, 32, 64, 128), "ae_batch_size": 64,
-              "ae_learning_rate": 1e-3, "unet_widths": (64, 128), "unet_blocks": 2,
+              "ae_learning_rate": 1e-3, "unet_widths": (64, 128), "unet_blocks": 1,
               "learning_rate": 1e-3, "ema_decay": 0.999, "sampling_steps": 50,
               "guidance_scale": 1.0,
               "ae_train": {"epochs": 5, "steps_per_epoch": 200},
