@@ -115,8 +115,10 @@ def _evaluator_feature_network(real, cache_dir, data_dir) -> FeatureNetwork:
 
     # Trained (once) on the whole train split, opened afresh: ``real`` may be cut short
     # (open_dataset(limit=...)) and the cached evaluator must not inherit that.
+    # A shipped evaluator of the same dataset at another shape is preferred to training
+    # a new one (its images are resized): the repository's weights reproduce anywhere.
     model, info = load_or_train_evaluator(real.name, real.image_shape, cache_dir=cache_dir,
-                                          data_dir=data_dir)
+                                          data_dir=data_dir, adapt_shipped=True)
     return evaluator_network(model, info)
 
 

@@ -16,6 +16,13 @@ Looked up per (dataset, image size, channels) = ``<key>`` in two places, in orde
    gets the committed numbers;
 2. ``<cache>/evaluator/<key>/``, where one is trained and saved when neither has it.
 
+The metrics pipeline (``metrics.load_feature_network``) adds one step before training:
+3. an evaluator the repository ships for the same dataset at another shape, with every
+   image (real and generated alike) resized and its channels converted to that shape
+   (``_adapt``), as Inception resizes to 299x299. Thesis 003's 64x64x3 face runs on a
+   gray stand-in (Fashion-MNIST) are scored so by the shipped 32x32x1 evaluator instead
+   of a new one trained for half an hour; the metric label names the evaluator used.
+
 Each holds ``weights.weights.h5`` and ``info.json`` (test accuracy, training setup, the
 weights' SHA-256, which every metric records as ``metric_network_sha256``).
 
@@ -250,11 +257,31 @@ def load_evaluator(folder) -> tuple[keras.Model, dict] | None:
     return model, info
 
 
+def shipped_other_shapes(dataset: str, image_shape) -> list[Path]:
+    """The repository's evaluators of ``dataset`` at shapes other than ``image_shape``,
+    best first: same channel count first, then the larger image side, then by name."""
+    want = tuple(int(d) for d in image_shape)
+    found = []
+    for folder in sorted(SHIPPED_DIR.glob(f"{dataset}-*")):
+        info_path = folder / "info.json"
+        try:
+            info = json.loads(info_path.read_text())
+            shape = tuple(int(d) for d in info["image_shape"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if info.get("dataset") == dataset and shape != want:
+            found.append(((shape[2] != want[2], -shape[0], folder.name), folder))
+    return [folder for _, folder in sorted(found)]
+
+
 def load_or_train_evaluator(dataset: str, image_shape, *, cache_dir, data_dir=None,
                             train_src=None, test_src=None, config: EvaluatorConfig | None = None,
-                            verbose: bool = True) -> tuple[keras.Model, dict]:
+                            verbose: bool = True,
+                            adapt_shipped: bool = False) -> tuple[keras.Model, dict]:
     """The evaluator for (dataset, image shape): the repository's shipped one, else the
-    cached one, else a new one trained, saved in the cache and returned.
+    cached one, else (``adapt_shipped``) one the repository ships for the same dataset at
+    another shape, which ``evaluator_network`` feeds resized images, else a new one
+    trained, saved in the cache and returned.
 
     A new one is trained in a pinned subprocess (:func:`train_in_subprocess`) from the
     named dataset; given in-memory ``train_src``/``test_src`` (tests), it is trained in
@@ -264,6 +291,14 @@ def load_or_train_evaluator(dataset: str, image_shape, *, cache_dir, data_dir=No
                    evaluator_dir(cache_dir, dataset, image_shape)):
         loaded = load_evaluator(folder)
         if loaded is not None:
+            return loaded
+    for folder in (shipped_other_shapes(dataset, image_shape) if adapt_shipped else []):
+        loaded = load_evaluator(folder)
+        if loaded is not None:
+            if verbose:
+                print(f"[metrics] no evaluator for {dataset} {tuple(image_shape)}: using the "
+                      f"repository's {folder.name} on images resized to its shape",
+                      file=sys.stderr, flush=True)
             return loaded
     folder = evaluator_dir(cache_dir, dataset, image_shape)
     if train_src is None or test_src is None:

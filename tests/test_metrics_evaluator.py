@@ -137,3 +137,35 @@ def test_the_shipped_evaluator_is_intact_and_comes_first(tmp_path):
     assert not (tmp_path / "empty-cache").exists()
     network = evaluator_network(again, info2)
     assert network.weights_sha256 == info["weights_sha256"]
+
+
+def test_another_shape_of_a_shipped_dataset_is_scored_by_the_shipped_evaluator(tmp_path):
+    """Thesis 003's 64x64x3 stand-in faces: nothing is trained, the shipped 32x32x1
+    evaluator scores images resized to its shape, real images stay close to the real
+    reference and noise does not."""
+    from data import open_dataset
+    from metrics.evaluator import shipped_dir, shipped_other_shapes
+
+    shipped = json.loads((shipped_dir("fashion_mnist", (32, 32, 1)) / "info.json").read_text())
+    assert shipped_other_shapes("fashion_mnist", (64, 64, 3)) == [
+        shipped_dir("fashion_mnist", (32, 32, 1))]
+    assert shipped_other_shapes("fashion_mnist", (32, 32, 1)) == []
+    real = open_dataset("fashion_mnist", "test", data_dir=FASHION_DIR, image_size=64,
+                        channels=3, limit=1000)
+    cache = tmp_path / "cache"
+    network = metrics.load_feature_network("evaluator", real, cache_dir=cache,
+                                           data_dir=FASHION_DIR)
+    assert network.label.startswith("evaluator:fashion_mnist-32x32x1:")
+    assert network.weights_sha256 == shipped["weights_sha256"]
+    assert not (cache / "evaluator").exists()  # nothing trained
+
+    images = open_dataset("fashion_mnist", "train", data_dir=FASHION_DIR, image_size=64,
+                          channels=3, limit=500).arrays()[0].astype(np.float32) / 127.5 - 1.0
+    noise = np.random.default_rng(0).uniform(-1, 1, images.shape).astype(np.float32)
+    scores = {}
+    for name, fake in (("real", images), ("noise", noise)):
+        scores[name] = metrics.compute_metrics(
+            (fake[i:i + 100] for i in range(0, 500, 100)), real, network="evaluator",
+            n_samples=500, cache_dir=cache, data_dir=FASHION_DIR, progress=False)
+    assert scores["real"]["metric_network"] == network.label
+    assert scores["real"]["fid"] < 1.0 < 10 * scores["real"]["fid"] < scores["noise"]["fid"]
