@@ -19,7 +19,7 @@ from training import artifacts
 COLUMNS = ["family", "model", "loss", "batch_size", "latent_size", "seeds",
            "fid", "fid_std", "is", "is_std", "kid", "kid_std", "precision", "recall",
            "train_loss", "train_loss_std", "val_loss", "val_loss_std",
-           "is_split_std", "kid_subset_std",
+           "train_seconds", "train_seconds_std", "is_split_std", "kid_subset_std",
            "metric_network", "metric_network_sha256", "n_samples", "thesis_batch_size",
            "thesis_fid", "thesis_is", "thesis_train_loss", "thesis_val_loss"]
 
@@ -34,6 +34,10 @@ NOTE = (
     "cited in the code (per-example sums), while the thesis printed per-pixel means (each run's "
     "history.csv also has the per-pixel 'mse'). Evaluator metrics (metric network "
     "'evaluator:...') compare runs of this suite only, not published Inception FIDs.")
+TIME_NOTE = (
+    "'train s': seconds of training of the row's own model (mean over seeds), as measured on "
+    "the machine that ran it; a two-stage row's first stage (autoencoder or tokenizer, shared "
+    "by the rows of one latent size) is timed in its own run folder.")
 
 
 def _mean_std(values):
@@ -53,7 +57,7 @@ def aggregate(row, results: list[dict]) -> dict:
             "seeds": len(results), "metric_network": networks.pop(),
             "metric_network_sha256": results[0].get("metric_network_sha256"),
             "n_samples": results[0].get("n_samples"), "thesis_batch_size": row.batch_size}
-    for key in ("fid", "is", "kid", "train_loss", "val_loss"):
+    for key in ("fid", "is", "kid", "train_loss", "val_loss", "train_seconds"):
         line[key], line[f"{key}_std"] = _mean_std([r.get(key) for r in results])
     for key in ("precision", "recall", "is_split_std", "kid_subset_std"):
         line[key] = _mean_std([r.get(key) for r in results])[0]
@@ -79,26 +83,56 @@ def _pm(line, key):
     return f"{value:.4g}" if std is None else f"{value:.4g} ± {std:.2g}"
 
 
+def metric_names(lines: list[dict]) -> tuple:
+    """Column names of the three scores, after the network that produced them: the
+    evaluator's fd_eval / is_eval are not Inception's FID / IS and are never called so."""
+    networks = {str(line["metric_network"]) for line in lines}
+    if networks and all(n.startswith("evaluator:") for n in networks):
+        return "fd_eval", "is_eval", "KID (evaluator)"
+    if networks and not any(n.startswith("evaluator:") or n == "None" for n in networks):
+        return "FID", "IS", "KID"
+    return "FID or fd_eval", "IS or is_eval", "KID"
+
+
+def _scored_by(lines: list[dict]) -> str | None:
+    """The one sentence naming the metric network when every row shares it (and its
+    sample count); None when rows differ, which then get a column of their own."""
+    shared = {(line["metric_network"], line["n_samples"]) for line in lines}
+    if len(shared) != 1:
+        return None
+    network, n = shared.pop()
+    if network is None:
+        return "Metrics: not computed (run with --metrics none)."
+    return (f"Every score below: metric network `{network}`, {n:,} samples per run against "
+            f"the reference statistics of the whole train split.")
+
+
 def markdown(table, lines: list[dict], context: str) -> str:
-    head = ["model (loss)", "batch, latent", "seeds", "FID ± seed std", "IS ± seed std",
-            "KID ± seed std", "precision",
-            "recall", "train loss", "val loss", "metric network (samples)",
-            "thesis FID", "thesis IS", "thesis train", "thesis val"]
-    out = [f"# {table.title}", "", context, "", "| " + " | ".join(head) + " |",
-           "|" + "---|" * len(head)]
+    fd, is_, kid = metric_names(lines)
+    scored_by = _scored_by(lines)
+    head = ["model (loss)", "batch, latent", "seeds", f"{fd} ± seed std", f"{is_} ± seed std",
+            f"{kid} ± seed std", "precision", "recall", "train loss", "val loss",
+            "train s"]
+    head += [] if scored_by else ["metric network (samples)"]
+    head += ["thesis FID", "thesis IS", "thesis train", "thesis val"]
+    out = [f"# {table.title}", "", context, ""]
+    out += [scored_by, ""] if scored_by else []
+    out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for line in lines:
+        seconds = line.get("train_seconds")
         cells = [f"{line['model']} ({line['loss']})",
                  f"{line['batch_size']}, {line['latent_size']}", str(line["seeds"]),
                  _pm(line, "fid"), _pm(line, "is"), _pm(line, "kid"),
                  _cell(line["precision"], "precision"), _cell(line["recall"], "recall"),
                  _pm(line, "train_loss"), _pm(line, "val_loss"),
-                 f"{line['metric_network']} ({line['n_samples']})",
-                 _cell(line["thesis_fid"], "thesis_fid"),
-                 "" if line["thesis_is"] is None else f"{line['thesis_is']:.2f}",
-                 _cell(line["thesis_train_loss"], "thesis_train_loss"),
-                 _cell(line["thesis_val_loss"], "thesis_val_loss")]
+                 "n/a" if seconds is None else f"{seconds:,.0f}"]
+        cells += [] if scored_by else [f"{line['metric_network']} ({line['n_samples']})"]
+        cells += [_cell(line["thesis_fid"], "thesis_fid"),
+                  "" if line["thesis_is"] is None else f"{line['thesis_is']:.2f}",
+                  _cell(line["thesis_train_loss"], "thesis_train_loss"),
+                  _cell(line["thesis_val_loss"], "thesis_val_loss")]
         out.append("| " + " | ".join(cells) + " |")
-    out += ["", f"Note: {NOTE}", ""]
+    out += ["", f"Note: {NOTE} {TIME_NOTE}", ""]
     return "\n".join(out)
 
 

@@ -23,7 +23,7 @@ import typing
 import keras
 import numpy as np
 
-from experiments import bilinear
+from experiments import bilinear, summary
 from experiments.runner import plan_run
 from experiments.tables import Row, SelectorError
 from models.faces.config import mode_overrides
@@ -311,7 +311,8 @@ def write_face_reports(out_dir, lines, context, stand_in_note=""):
     artifacts.write_csv(base + ".csv", lines, COLUMNS)
     artifacts.write_json(base + ".json", {"experiment": "thesis_003_faces", "context": context,
                                           "note": stand_in_note, "rows": lines})
-    head = ["run", "mode", "optimizer", "batch", "iterations (grad. evals)", "FID", "KID",
+    fd, _, kid = summary.metric_names(lines)
+    head = ["run", "mode", "optimizer", "batch", "iterations (grad. evals)", fd, kid,
             "precision", "recall", "G loss", "D loss", "control diversity first -> last (real)",
             "in features first -> last (real)", "s/iteration", "projected h for 15,000 (thesis: 26 h)"]
     out = ["# Thesis 003: the face GAN", "", context, ""]
@@ -332,7 +333,9 @@ def write_face_reports(out_dir, lines, context, stand_in_note=""):
             f"({'; '.join(networks)}), beside the same for real images; 0 means every "
             "control image is the same (the thesis's \"late images nearly identical\"). "
             "gradient evals: extragradient takes two gradients per iteration. "
-            "FID/KID/precision/recall: the run's metric network on its samples.npz.", ""]
+            f"{fd}/{kid}/precision/recall: the run's metric network "
+            f"({'; '.join(sorted({str(line.get('metric_network')) for line in lines}))}) "
+            "on its samples.npz.", ""]
     artifacts.write_text(base + ".md", "\n".join(out))
     _write_curves(base.replace("thesis_003_faces", "thesis_003_curves.png"), lines, out_dir)
 

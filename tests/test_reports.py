@@ -46,6 +46,27 @@ def test_seeds_aggregate_to_mean_and_std_and_networks_never_mix():
         summary.aggregate(row, [_result(0, 1.0), _result(1, 1.0, "inception-2015-12-05")])
 
 
+def test_markdown_names_scores_after_their_network_and_shows_training_time():
+    rows = table_3_1.TABLE.rows
+    evaluated = [summary.aggregate(rows[0], [dict(_result(0, 10.0), train_seconds=100.0),
+                                             dict(_result(1, 20.0), train_seconds=300.0)]),
+                 summary.aggregate(rows[1], [_result(0, 12.0)])]
+    text = summary.markdown(table_3_1.TABLE, evaluated, "context")
+    head = next(line for line in text.splitlines() if line.startswith("| model"))
+    assert "fd_eval ± seed std" in head and "is_eval ± seed std" in head
+    assert "FID ±" not in head and "metric network" not in head  # one network: said once
+    assert "metric network `evaluator:x`, 64 samples per run" in text
+    assert "| 200 |" in text and "| n/a |" in text  # mean seconds; no time recorded
+
+    inception = summary.aggregate(rows[2], [_result(0, 3.0, "inception-2015-12-05")])
+    mixed = summary.markdown(table_3_1.TABLE, [evaluated[0], inception], "context")
+    head = next(line for line in mixed.splitlines() if line.startswith("| model"))
+    assert "FID or fd_eval ± seed std" in head and "metric network (samples)" in head
+    assert "inception-2015-12-05 (64)" in mixed and "Every score below" not in mixed
+    only_inception = summary.markdown(table_3_1.TABLE, [inception], "context")
+    assert "| FID ± seed std | IS ± seed std |" in only_inception
+
+
 # ------------------------------------------------------- experiments.compare: the side-by-side report
 
 def _row(table, family, loss, latent):
