@@ -243,6 +243,18 @@ def _figure(rows: int, columns: int, width: float, height: float):
     return fig, axes
 
 
+def _suptitle(fig, text: str, fontsize: float = 10) -> None:
+    """The figure's title, each line wrapped to the figure's width: a one-column figure
+    (one loss) is ~3 inches wide and would otherwise cut a long title off at both ends."""
+    import textwrap
+
+    # ~0.55 em per character of the default sans-serif font; 72 points per inch
+    chars = max(20, int(fig.get_figwidth() * 72 / (0.55 * fontsize)))
+    lines = [textwrap.fill(line, chars, break_long_words=False, break_on_hyphens=False)
+             for line in text.split("\n")]
+    fig.suptitle("\n".join(lines), fontsize=fontsize)
+
+
 def _model_name(lines) -> str:
     return lines[0].row.get("model") or lines[0].family
 
@@ -274,9 +286,9 @@ def samples_figure(report: Report, lines):
         ax.axis("off")
     if not shown:
         return None
-    fig.suptitle(f"{_model_name(lines)}: generated samples, one loss per column, seed {seed} "
-                 f"(the same latent draws in every panel of a row)\n"
-                 f"{report.subtitle(lines)}", fontsize=10)
+    _suptitle(fig, f"{_model_name(lines)}: generated samples, one loss per column, seed {seed} "
+                   f"(the same latent draws in every panel of a row)\n"
+                   f"{report.subtitle(lines)}")
     fig.tight_layout()
     return fig
 
@@ -339,8 +351,8 @@ def curves_figure(report: Report, lines):
             ax.grid(alpha=0.3)
             if ax.lines:
                 ax.legend(fontsize=7)
-    fig.suptitle(f"{_model_name(lines)}: training curves of its losses (solid: train, "
-                 f"dashed: validation)\n{report.subtitle(lines)}", fontsize=10)
+    _suptitle(fig, f"{_model_name(lines)}: training curves of its losses (solid: train, "
+                   f"dashed: validation)\n{report.subtitle(lines)}")
     fig.tight_layout()
     return fig
 
@@ -422,8 +434,8 @@ def metrics_figure(report: Report, lines):
             else "one seed per row: no error bars")
     left_out = len(lines) - len(scored)
     extra = f"; {left_out} row(s) scored by another network left out" if left_out else ""
-    fig.suptitle(f"{_model_name(lines)}: metrics per loss ({bars}{extra})\n"
-                 f"{report.subtitle(scored)}", fontsize=10)
+    _suptitle(fig, f"{_model_name(lines)}: metrics per loss ({bars}{extra})\n"
+                   f"{report.subtitle(scored)}")
     fig.tight_layout()
     return fig
 

@@ -147,6 +147,7 @@ def test_figure_titles_name_profile_dataset_seeds_and_network(tmp_path):
     report = compare.load_report(_fake_report(tmp_path))
     for kind, draw in compare.FIGURES.items():
         title = draw(report, report.families()["vae"])._suptitle.get_text()
+        title = " ".join(title.split())  # lines are wrapped to the figure width
         for part in ("profile smoke", "dataset synthetic", "1/2 seeds per row",
                      "metric network evaluator:synthetic:0.9"):
             assert part in title, (kind, title)
@@ -159,7 +160,7 @@ def test_figure_titles_name_the_metric_networks_weights_where_recorded(tmp_path)
     lines = report.families()["vae"]
     for line in lines:
         line.row["metric_network_sha256"] = "0123456789abcdef" * 4
-    title = compare.metrics_figure(report, lines)._suptitle.get_text()
+    title = " ".join(compare.metrics_figure(report, lines)._suptitle.get_text().split())
     assert "evaluator:synthetic:0.9 (weights sha256 0123456789ab)" in title
 
 
