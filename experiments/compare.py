@@ -67,6 +67,7 @@ METRIC_LABELS = {
                   "kid": "KID (evaluator features)"},
 }
 FIGURE_KINDS = ("samples", "curves", "metrics")
+GLANCE = "glance"  # README's key of the one-panel-per-family figure (no family has this name)
 GRID_IMAGES, GRID_COLUMNS = 64, 8
 _RUN_NAME = re.compile(r"^(?P<prefix>.+)-s(?P<seed>[0-9]+)$")
 
@@ -455,6 +456,50 @@ def _seed_std(row, key):
 FIGURES = {"samples": samples_figure, "curves": curves_figure, "metrics": metrics_figure}
 
 
+def _glance_title(line, run) -> str:
+    """'VAE (elbo), latent 128 / fd_eval 6.93, 444 s of training' for one panel."""
+    metrics = run.metrics if run is not None else {}
+    kind = "fd_eval" if _network_kind(line.row.get("metric_network")) == "evaluator" else "FID"
+    parts = []
+    if _number(metrics.get("fid")) is not None:
+        parts.append(f"{kind} {metrics['fid']:.3g}")
+    if _number(metrics.get("train_seconds")) is not None:
+        # a two-stage row's first stage (shared by its latent size's rows) timed apart
+        first = [(name, stage["train_seconds"]) for name, stage in
+                 (metrics.get("stages") or {}).items()
+                 if _number((stage or {}).get("train_seconds")) is not None]
+        parts.append(f"{metrics['train_seconds']:,.0f} s of training"
+                     + "".join(f" + {sec:,.0f} s {name}" for name, sec in first))
+    return (f"{line.row.get('model') or line.family} ({line.row['loss']}), latent "
+            f"{line.row['latent_size']}\n{', '.join(parts) or 'not scored'}")
+
+
+def glance_figure(report: Report):
+    """One panel per family: the samples of its first row (the baseline loss at the
+    smallest latent size of the first table), scored and timed in the panel's title; None
+    when no family has samples."""
+    chosen = []
+    for lines in report.families().values():
+        line = min(lines[:1] + [l for l in lines if l.row["loss"] == lines[0].row["loss"]],
+                   key=lambda l: l.row["latent_size"])
+        seed = min((run.seed for run in line.runs), default=None)
+        chosen.append((line, next((r for r in line.runs if r.seed == seed), None)))
+    fig, axes = _figure(1, max(1, len(chosen)), 3.4, 3.9)
+    shown = 0
+    for ax, (line, run) in zip(axes[0], chosen):
+        shown += _draw_samples(ax, run, line)
+        if run is not None:
+            ax.set_title(_glance_title(line, run), fontsize=9)
+    for ax in axes.ravel():
+        ax.axis("off")
+    if not shown:
+        return None
+    _suptitle(fig, f"Generated samples of each family's baseline loss (lowest seed): "
+                   f"profile {report.profile}, dataset {report.dataset}")
+    fig.tight_layout(rect=(0, 0, 1, 0.94))  # room for the title above the panel titles
+    return fig
+
+
 def family_figures(report: Report) -> dict:
     """family -> {kind: Figure} for every family of the report (kinds with nothing to draw
     left out)."""
@@ -505,6 +550,9 @@ def readme_text(report: Report, figures: dict) -> str:
     out += [f"- [{t.title}](#{_anchor(t.title)})" for t in report.tables]
     out += ["- [The losses of each family side by side](#the-losses-of-each-family-side-by-side)",
             ""]
+    glance = figures.get(GLANCE)
+    if glance:
+        out += [f"![Each family's baseline samples]({glance})", ""]
     for table in report.tables:
         out += [table_markdown(table, level=2)]
     out += ["## The losses of each family side by side", "",
@@ -538,6 +586,10 @@ def write_readme(report: Report) -> str:
     each file atomically (README last, so it never names a figure not yet written).
     Returns the README's path."""
     paths = {}
+    glance = glance_figure(report)
+    if glance is not None:
+        save_figure(glance, os.path.join(report.out_dir, "figures", "glance.png"))
+        paths[GLANCE] = "figures/glance.png"
     for family, figs in family_figures(report).items():
         for kind, fig in figs.items():
             relative = f"figures/{family}-{kind}.png"
@@ -549,9 +601,13 @@ def write_readme(report: Report) -> str:
 
 
 def show(report: Report):
-    """Display the report inline in a notebook: each table, then each family's figures."""
+    """Display the report inline in a notebook: each family's baseline samples, each
+    table, then each family's figures (the README's order)."""
     from IPython.display import Image, Markdown, display
 
+    glance = glance_figure(report)
+    if glance is not None:
+        display(Image(data=png_bytes(glance)))
     for table in report.tables:
         display(Markdown(table_markdown(table, level=2)))
     families = report.families()

@@ -127,6 +127,22 @@ def test_report_readme_shows_every_table_and_each_familys_figures(tmp_path):
         assert f"](figures/vae-{kind}.png)" in text
         assert (tmp_path / "figures" / f"vae-{kind}.png").stat().st_size > 1000
     assert not [p for p in tmp_path.rglob(".tmp-*")]  # written whole, nothing left over
+    # at a glance, above the tables: the baseline row's samples per family
+    assert text.index("](figures/glance.png)") < text.index("## Experiment 1: ")
+    assert (tmp_path / "figures" / "glance.png").stat().st_size > 1000
+
+
+def test_glance_shows_each_familys_baseline_scored_and_timed(tmp_path):
+    from experiments import compare
+
+    out = _fake_report(tmp_path, seeds=(1, 2))
+    first = out / "runs" / "vae-elbo-b8-z128-s1" / "metrics.json"
+    artifacts.write_json(first, {**artifacts.read_json(first), "train_seconds": 1234.4,
+                                 "stages": {"tokenizer": {"train_seconds": 56.0}}})
+    fig = compare.glance_figure(compare.load_report(out))
+    titles = [ax.get_title() for ax in fig.axes]
+    # the baseline loss (elbo, not mi) of the lowest seed that ran it (1: fd 20)
+    assert titles == ["VAE (elbo), latent 128\nfd_eval 20, 1,234 s of training + 56 s tokenizer"]
 
 
 def test_samples_compare_runs_of_one_seed_across_losses(tmp_path):
