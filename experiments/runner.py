@@ -145,6 +145,8 @@ def plan_run(row: Row, seed: int, profile: Profile, *, dataset: str, image_size:
         raise ConfigError(f"unknown loss {row.loss!r} for family {row.family!r}; "
                           f"known: {', '.join(sorted(family.losses))}")
     batch = profile.batch_size(row.batch_size)
+    cap = family.max_batch_size(profile.name)
+    batch = batch if cap is None else min(batch, cap)
     values = {**family.preset(profile.name), **(overrides or {}),
               "loss": row.loss, "batch_size": batch, "latent_size": row.latent_size}
     if num_classes is not None and "num_classes" in {

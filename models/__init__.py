@@ -57,7 +57,8 @@ class Family:
     config_cls: the family's config dataclass (all defaults set).
     losses: the family's loss registry, name -> callable (one signature per family).
     presets: profile name -> overrides of ``config_cls``'s defaults; the optional
-        key of each stage's ``train_preset`` holds TrainConfig overrides. Every
+        key of each stage's ``train_preset`` holds TrainConfig overrides, and the
+        optional ``max_batch_size`` caps the batch below the profile's. Every
         profile must have an entry (a missing one is an error, never a fallback).
     stages: the ordered stages; the last one is the row's model.
     """
@@ -88,13 +89,24 @@ class Family:
         return tuple(s for s in self.stages if s.needed(config))
 
     def preset(self, profile: str) -> dict:
-        """The family's overrides for ``profile`` (stage training keys removed)."""
+        """The family's overrides for ``profile`` (stage training keys and the batch cap
+        removed)."""
         if profile not in self.presets:
             raise UnknownFamilyError(
                 f"family {self.name!r} has no preset for profile {profile!r}; add "
                 f"PRESETS[{profile!r}] to models/{self.name}/config.py")
-        train_keys = {s.train_preset for s in self.stages}
+        train_keys = {s.train_preset for s in self.stages} | {"max_batch_size"}
         return {k: v for k, v in self.presets[profile].items() if k not in train_keys}
+
+    def max_batch_size(self, profile: str) -> int | None:
+        """The family's own cap on the batch under ``profile`` (preset key
+        ``max_batch_size``, applied after the profile's), or None."""
+        self.preset(profile)  # the same error for a missing profile
+        cap = self.presets[profile].get("max_batch_size")
+        if cap is not None and (not isinstance(cap, int) or cap < 1):
+            raise ValueError(f"models/{self.name}/config.py: PRESETS[{profile!r}]"
+                             f"['max_batch_size'] must be a positive integer, not {cap!r}")
+        return cap
 
     def stage_train_overrides(self, profile: str, stage: Stage) -> dict:
         self.preset(profile)  # the same error for a missing profile

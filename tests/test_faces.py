@@ -70,6 +70,28 @@ def test_unknown_mode_and_optimizer_are_refused():
         mode_overrides("pretty")
 
 
+def test_quick_face_runs_cap_the_batch_and_a_bad_cap_is_refused(monkeypatch):
+    """The quick profile's face runs: the fixed mode's thesis batch (64) capped by the
+    family's preset (8, a CPU budget), the faithful mode's 2 untouched; a cap that is not a
+    positive integer is named as the preset's error."""
+    from experiments import thesis_003
+    from experiments.profiles import get_profile
+    from models import get_family
+
+    quick = get_profile("quick")
+    plans = thesis_003.plan_faces(thesis_003.face_runs(["faces"]), quick,
+                                  dataset="fashion_mnist", out_dir="/tmp/unused", seeds=1)
+    assert [(p.family_config.loss, p.family_config.batch_size) for p in plans] == [
+        ("faithful", 2), ("fixed", 8), ("fixed", 8), ("fixed", 8)]
+    assert all(p.run_dir.endswith(("-b2-z32-s0", "-b8-z32-s0")) for p in plans)
+    family = get_family("faces")
+    assert "max_batch_size" not in family.preset("quick")  # not a FacesConfig field
+    monkeypatch.setitem(family.presets, "quick", {**family.presets["quick"],
+                                                  "max_batch_size": 0})
+    with pytest.raises(ValueError, match=r"PRESETS\['quick'\]\['max_batch_size'\] must be"):
+        family.max_batch_size("quick")
+
+
 def _source():
     return _synthetic_64("train", 8)
 
