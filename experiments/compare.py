@@ -543,9 +543,9 @@ def readme_text(report: Report, figures: dict) -> str:
     """README.md of a report folder: each experiment's table, then per family its figures
     (``figures``: family -> {kind: path relative to the folder})."""
     out = [f"# Results: profile `{report.profile}`, dataset `{report.dataset}`", "",
-           "Written by `run_all.py` from the complete runs in this folder: each experiment's "
-           "table (our numbers beside thesis 004's, with its footnote), then each family's "
-           "losses side by side. The figures are drawn by `experiments/compare.py`; the "
+           "Written by `run_all.py` from the complete runs in this folder: each family's "
+           "baseline samples at a glance, each experiment's table (our numbers beside thesis "
+           "004's, with its footnote), then each family's losses side by side. The figures are drawn by `experiments/compare.py`; the "
            "notebooks in `notebooks/` draw the same ones inline.", ""]
     out += [f"- [{t.title}](#{_anchor(t.title)})" for t in report.tables]
     out += ["- [The losses of each family side by side](#the-losses-of-each-family-side-by-side)",
