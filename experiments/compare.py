@@ -239,14 +239,16 @@ def _identity(out_dir, tables):
 def _figure(rows: int, columns: int, width: float, height: float):
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width * columns, height * rows))
+    # constrained layout leaves room for the (wrapped, multi-line) figure title
+    fig = Figure(figsize=(width * columns, height * rows), layout="constrained")
     axes = fig.subplots(rows, columns, squeeze=False)
     return fig, axes
 
 
 def _suptitle(fig, text: str, fontsize: float = 10) -> None:
-    """The figure's title, each line wrapped to the figure's width: a one-column figure
-    (one loss) is ~3 inches wide and would otherwise cut a long title off at both ends."""
+    """The figure's title, each line wrapped to the figure's width (a one-column figure is
+    ~3 inches wide and would otherwise cut a long title off at both ends), then the
+    panels are laid out below it by the figure's constrained layout."""
     import textwrap
 
     # ~0.55 em per character of the default sans-serif font; 72 points per inch
@@ -290,7 +292,6 @@ def samples_figure(report: Report, lines):
     _suptitle(fig, f"{_model_name(lines)}: generated samples, one loss per column, seed {seed} "
                    f"(the same latent draws in every panel of a row)\n"
                    f"{report.subtitle(lines)}")
-    fig.tight_layout()
     return fig
 
 
@@ -354,7 +355,6 @@ def curves_figure(report: Report, lines):
                 ax.legend(fontsize=7)
     _suptitle(fig, f"{_model_name(lines)}: training curves of its losses (solid: train, "
                    f"dashed: validation)\n{report.subtitle(lines)}")
-    fig.tight_layout()
     return fig
 
 
@@ -437,7 +437,6 @@ def metrics_figure(report: Report, lines):
     extra = f"; {left_out} row(s) scored by another network left out" if left_out else ""
     _suptitle(fig, f"{_model_name(lines)}: metrics per loss ({bars}{extra})\n"
                    f"{report.subtitle(scored)}")
-    fig.tight_layout()
     return fig
 
 
@@ -495,8 +494,7 @@ def glance_figure(report: Report):
     if not shown:
         return None
     _suptitle(fig, f"Generated samples of each family's baseline loss (lowest seed): "
-                   f"profile {report.profile}, dataset {report.dataset}")
-    fig.tight_layout(rect=(0, 0, 1, 0.94))  # room for the title above the panel titles
+                   f"profile {report.profile}, dataset {report.dataset}")  # room for the title above the panel titles
     return fig
 
 
