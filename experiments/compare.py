@@ -241,6 +241,7 @@ def _figure(rows: int, columns: int, width: float, height: float):
 
     # constrained layout leaves room for the (wrapped, multi-line) figure title
     fig = Figure(figsize=(width * columns, height * rows), layout="constrained")
+    fig.get_layout_engine().set(h_pad=0.1)  # inches between title, panel titles and panels
     axes = fig.subplots(rows, columns, squeeze=False)
     return fig, axes
 
