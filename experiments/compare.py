@@ -470,7 +470,7 @@ def _glance_title(line, run) -> str:
                  if _number((stage or {}).get("train_seconds")) is not None]
         parts.append(f"{metrics['train_seconds']:,.0f} s of training"
                      + "".join(f" + {sec:,.0f} s {name}" for name, sec in first))
-    return (f"{line.row.get('model') or line.family} ({line.row['loss']}), latent "
+    return (f"{_model_name([line])} ({line.row['loss']}), latent "
             f"{line.row['latent_size']}\n{', '.join(parts) or 'not scored'}")
 
 
@@ -480,7 +480,7 @@ def glance_figure(report: Report):
     when no family has samples."""
     chosen = []
     for lines in report.families().values():
-        line = min(lines[:1] + [l for l in lines if l.row["loss"] == lines[0].row["loss"]],
+        line = min((l for l in lines if l.row["loss"] == lines[0].row["loss"]),
                    key=lambda l: l.row["latent_size"])
         seed = min((run.seed for run in line.runs), default=None)
         chosen.append((line, next((r for r in line.runs if r.seed == seed), None)))
@@ -495,7 +495,7 @@ def glance_figure(report: Report):
     if not shown:
         return None
     _suptitle(fig, f"Generated samples of each family's baseline loss (lowest seed): "
-                   f"profile {report.profile}, dataset {report.dataset}")  # room for the title above the panel titles
+                   f"profile {report.profile}, dataset {report.dataset}")
     return fig
 
 
@@ -544,8 +544,9 @@ def readme_text(report: Report, figures: dict) -> str:
     out = [f"# Results: profile `{report.profile}`, dataset `{report.dataset}`", "",
            "Written by `run_all.py` from the complete runs in this folder: each family's "
            "baseline samples at a glance, each experiment's table (our numbers beside thesis "
-           "004's, with its footnote), then each family's losses side by side. The figures are drawn by `experiments/compare.py`; the "
-           "notebooks in `notebooks/` draw the same ones inline.", ""]
+           "004's, with its footnote), then each family's losses side by side. The figures "
+           "are drawn by `experiments/compare.py`; the notebooks in `notebooks/` draw the "
+           "same ones inline.", ""]
     out += [f"- [{t.title}](#{_anchor(t.title)})" for t in report.tables]
     out += ["- [The losses of each family side by side](#the-losses-of-each-family-side-by-side)",
             ""]

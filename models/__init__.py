@@ -95,8 +95,8 @@ class Family:
             raise UnknownFamilyError(
                 f"family {self.name!r} has no preset for profile {profile!r}; add "
                 f"PRESETS[{profile!r}] to models/{self.name}/config.py")
-        train_keys = {s.train_preset for s in self.stages} | {"max_batch_size"}
-        return {k: v for k, v in self.presets[profile].items() if k not in train_keys}
+        runner_keys = {s.train_preset for s in self.stages} | {"max_batch_size"}
+        return {k: v for k, v in self.presets[profile].items() if k not in runner_keys}
 
     def max_batch_size(self, profile: str) -> int | None:
         """The family's own cap on the batch under ``profile`` (preset key

@@ -168,4 +168,4 @@ def test_another_shape_of_a_shipped_dataset_is_scored_by_the_shipped_evaluator(t
             (fake[i:i + 100] for i in range(0, 500, 100)), real, network="evaluator",
             n_samples=500, cache_dir=cache, data_dir=FASHION_DIR, progress=False)
     assert scores["real"]["metric_network"] == network.label
-    assert scores["real"]["fid"] < 1.0 < 10 * scores["real"]["fid"] < scores["noise"]["fid"]
+    assert scores["real"]["fid"] < 1.0 and 10 * scores["real"]["fid"] < scores["noise"]["fid"]
