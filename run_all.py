@@ -125,7 +125,8 @@ def _main(argv=None) -> int:
     from training.config import ConfigError
     from experiments.profiles import get_profile
     from experiments.runner import (check_builds, check_reusable, check_shared_stages,
-                                    execute_run, is_complete, plan_run, read_metrics)
+                                    execute_run, is_complete, plan_run, read_metrics,
+                                    resample_run, sampler_changes)
     from training.strategy import choose_strategy, is_chief, strategy_name
     from training.trainer import read_history
     from experiments.tables import SelectorError
@@ -170,6 +171,7 @@ def _main(argv=None) -> int:
         check_shared_stages([plan for _, plan in plans])
         score, network = make_scorer(args, train_source)
         done = {}  # run name -> its metrics.json, for the runs already complete
+        resample = {}  # run name -> {sampler field: (recorded, requested)}: sampled again
         for _, plan in plans:
             for stage in plan.stages:
                 check_reusable(stage)
@@ -177,6 +179,10 @@ def _main(argv=None) -> int:
             done[plan.name] = read_metrics(plan)
             if done[plan.name] is not None:
                 check_scored_by(plan, done[plan.name], network)
+                changes = sampler_changes(plan)
+                if changes:
+                    resample[plan.name] = changes
+                    done[plan.name] = None
             else:
                 for part in (*plan.stages, plan):
                     if not is_complete(part):
@@ -200,6 +206,10 @@ def _main(argv=None) -> int:
                     state = "complete, reused" if is_complete(stage) else "to run"
                     print(f"  {stage.name:<40s} {stage.stage} stage, shared  ({state})")
             state = "complete, skipped" if done[plan.name] is not None else "to run"
+            if plan.name in resample:
+                state = "complete, to sample again: " + ", ".join(
+                    f"{field} {old!r} -> {new!r}" for field, (old, new)
+                    in resample[plan.name].items())
             print(f"  {plan.name:<40s} {plan.row.table}  ({state})")
     results, failures = {}, []
     for index, (table, plan) in enumerate(plans, 1):
@@ -210,9 +220,14 @@ def _main(argv=None) -> int:
             print(f"\n[run_all] run {index}/{len(plans)}: {plan.name} -> {plan.run_dir}")
         started = time.time()
         try:
-            results[plan.name] = execute_run(plan, train_source=train_source,
-                                             val_source=val_source, strategy=strategy,
-                                             score=score, verbose=not args.quiet)
+            if plan.name in resample:  # trained already: only its samples and scores change
+                results[plan.name] = resample_run(plan, train_source=train_source,
+                                                  val_source=val_source, strategy=strategy,
+                                                  score=score)
+            else:
+                results[plan.name] = execute_run(plan, train_source=train_source,
+                                                 val_source=val_source, strategy=strategy,
+                                                 score=score, verbose=not args.quiet)
             if chief:
                 print(f"[run_all] {plan.name} done in {time.time() - started:.1f} s")
         except KeyboardInterrupt:

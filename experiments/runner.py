@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from experiments.profiles import Profile
+from metrics import RESULT_KEYS
 from experiments.tables import Row
 from models import get_family
 from training import artifacts
@@ -34,6 +35,10 @@ from training.trainer import Trainer
 
 class RunError(RuntimeError):
     pass
+
+
+#: The metric values in metrics.json (None until scored).
+SCORE_KEYS = RESULT_KEYS[3:]
 
 
 @dataclasses.dataclass
@@ -254,16 +259,36 @@ def recorded_identity(plan):
     return record["identity"]
 
 
-def identity_differences(saved, wanted, prefix="") -> list:
-    """'key: recorded X, requested Y' for every leaf where two identities differ."""
+def _differing_leaves(saved, wanted, path=()) -> list:
+    """(path, recorded, requested) for every leaf where two identities differ."""
     if isinstance(saved, dict) and isinstance(wanted, dict):
         out = []
         for key in sorted(set(saved) | set(wanted)):
-            out += identity_differences(saved.get(key), wanted.get(key), f"{prefix}{key}.")
+            out += _differing_leaves(saved.get(key), wanted.get(key), (*path, key))
         return out
-    if saved == wanted:
-        return []
-    return [f"{prefix.rstrip('.')}: recorded {saved!r}, requested {wanted!r}"]
+    return [] if saved == wanted else [(path, saved, wanted)]
+
+
+def identity_differences(saved, wanted) -> list:
+    """'key: recorded X, requested Y' for every leaf where two identities differ."""
+    return [f"{'.'.join(path)}: recorded {a!r}, requested {b!r}"
+            for path, a, b in _differing_leaves(saved, wanted)]
+
+
+def sampler_changes(plan) -> dict:
+    """{field: (recorded, requested)} when the run folder holds ``plan``'s run except for
+    sampler fields (``Family.sampler_fields``: they change no trained weight), else {}."""
+    if not isinstance(plan, RunPlan):
+        return {}
+    saved = recorded_identity(plan)
+    if saved is None:
+        return {}
+    leaves = _differing_leaves(saved, plan.identity())
+    fields = get_family(plan.row.family).sampler_fields
+    if not leaves or any(len(path) != 2 or path[0] != "family_config" or path[1] not in fields
+                         for path, _, _ in leaves):
+        return {}
+    return {path[1]: (a, b) for path, a, b in leaves}
 
 
 def check_reusable(plan):
@@ -271,10 +296,12 @@ def check_reusable(plan):
 
     Its identity (dataset, profile, configs, seed, image size, earlier stages) must
     match, whether it is finished (reused) or not (resumed); otherwise Fashion-MNIST
-    numbers would be reported as synthetic, or quick ones as paper ones.
+    numbers would be reported as synthetic, or quick ones as paper ones. Sampler
+    fields alone may differ: a finished run is then sampled and scored again
+    (``resample_run``), an unfinished one resumes (its weights do not depend on them).
     """
     saved = recorded_identity(plan)
-    if saved is None or saved == plan.identity():
+    if saved is None or saved == plan.identity() or sampler_changes(plan):
         return
     # top-level fields (dataset, profile, image size, seed) first: they say the most
     differences = sorted(identity_differences(saved, plan.identity()),
@@ -452,17 +479,7 @@ def execute_run(plan: RunPlan, *, train_source, val_source, strategy, score=None
         return {}
     model = result.model
     n = plan.n_samples
-    sampled = time.time()
-    fake = generate_uint8(model, n, seed=plan.seed + 777)
-    sample_seconds = time.time() - sampled
-    artifacts.write_npz(os.path.join(plan.run_dir, "samples.npz"), images=fake)
-    real = _real_batch(val_source, train_source)
-    grid = min(64, n)
-    artifacts.write_samples_figure(os.path.join(plan.run_dir, "samples.png"),
-                                   fake[:grid].astype(np.float32) / 127.5 - 1.0,
-                                   real[:grid], columns=8,
-                                   title=f"{plan.row.model} ({plan.row.loss}) vs "
-                                         f"{plan.dataset}")
+    fake, sample_seconds = _write_samples(plan, model, val_source, train_source)
     last = result.history[-1] if result.history else {}
     metrics = {
         "run": plan.name, "table": plan.row.table, "family": plan.row.family,
@@ -473,12 +490,11 @@ def execute_run(plan: RunPlan, *, train_source, val_source, strategy, score=None
         "val_loss": _float(last.get(model.VAL_LOSS_KEY)),
         "train_loss_key": model.TRAIN_LOSS_KEY, "val_loss_key": model.VAL_LOSS_KEY,
         "n_samples": n, "metric_network": "not computed",
-        "metric_network_sha256": None,
-        "fid": None, "is": None, "is_split_std": None, "kid": None, "kid_subset_std": None,
-        "precision": None, "recall": None,
+        "metric_network_sha256": None, **{k: None for k in SCORE_KEYS},
         "train_seconds": round(time.time() - started - sample_seconds, 1),
         "sample_seconds": round(sample_seconds, 1),
         "resumed_from_step": result.resumed_from_step,
+        **_sampler_record(plan),
     }
     if plan.stages:
         metrics["stages"] = {
@@ -490,6 +506,63 @@ def execute_run(plan: RunPlan, *, train_source, val_source, strategy, score=None
     if score is not None:
         metrics.update(score(uint8_batches(fake), n, plan.seed))
     artifacts.write_json(os.path.join(plan.run_dir, "metrics.json"), metrics)
+    return metrics
+
+
+def _write_samples(plan, model, val_source, train_source):
+    """The run's samples: ``n_samples`` images of seed + 777 into samples.npz and a grid
+    beside real images into samples.png; returns (uint8 images, seconds of sampling)."""
+    sampled = time.time()
+    fake = generate_uint8(model, plan.n_samples, seed=plan.seed + 777)
+    sample_seconds = time.time() - sampled
+    artifacts.write_npz(os.path.join(plan.run_dir, "samples.npz"), images=fake)
+    real = _real_batch(val_source, train_source)
+    grid = min(64, plan.n_samples)
+    artifacts.write_samples_figure(os.path.join(plan.run_dir, "samples.png"),
+                                   fake[:grid].astype(np.float32) / 127.5 - 1.0,
+                                   real[:grid], columns=8,
+                                   title=f"{plan.row.model} ({plan.row.loss}) vs "
+                                         f"{plan.dataset}")
+    return fake, sample_seconds
+
+
+def _sampler_record(plan) -> dict:
+    """metrics.json's ``sampler``: the sampler settings its samples were drawn with."""
+    fields = get_family(plan.row.family).sampler_fields
+    if not fields:
+        return {}
+    return {"sampler": to_jsonable({f: getattr(plan.family_config, f) for f in fields})}
+
+
+def resample_run(plan: RunPlan, *, train_source, val_source, strategy, score=None) -> dict:
+    """Sample and score a finished run again with ``plan``'s sampler settings (the only
+    difference ``sampler_changes`` allows); its weights, history and training figures
+    are kept. Written in an order that a kill cannot mislabel: samples first, then
+    metrics.json (naming the settings in ``sampler``), then config.json's identity; a
+    kill before the last write leaves the old identity, so a rerun samples again."""
+    from training.checkpoints import load_run
+
+    changes = sampler_changes(plan)
+    if not is_chief(strategy):
+        return {}
+    model = load_run(plan.run_dir).model
+    model.config = dataclasses.replace(model.config, **{f: new for f, (_, new) in
+                                                        changes.items()})
+    model.configure_sampler()
+    fake, sample_seconds = _write_samples(plan, model, val_source, train_source)
+    metrics = artifacts.read_json(os.path.join(plan.run_dir, "metrics.json"))
+    metrics.update({"sample_seconds": round(sample_seconds, 1), **_sampler_record(plan),
+                    "resampled_from": to_jsonable({f: old for f, (old, _) in
+                                                   changes.items()})})
+    # the old scores measured the old samples: replaced, or cleared without a scorer
+    metrics.update(score(uint8_batches(fake), plan.n_samples, plan.seed) if score is not None
+                   else {"metric_network": "not computed", "metric_network_sha256": None,
+                         **{k: None for k in SCORE_KEYS}})
+    artifacts.write_json(os.path.join(plan.run_dir, "metrics.json"), metrics)
+    record = artifacts.read_json(os.path.join(plan.run_dir, "config.json"))
+    record.update({"identity": plan.identity(),
+                   "family_config": to_jsonable(plan.family_config)})
+    artifacts.write_json(os.path.join(plan.run_dir, "config.json"), record)
     return metrics
 
 

@@ -9,6 +9,11 @@
             [--channels 1|3] [--data-dir DIR] [--config JSON] [--quiet]
         train the evaluator in this (fresh) process with a pinned runtime (see
         metrics/evaluator.py) and save weights.weights.h5 + info.json into DIR
+    python -m metrics score RUN_DIR [--samples FILE.npz] [--data-dir DIR] [--rtol 1e-4]
+        score a finished run's samples.npz again exactly as the runner did (same network,
+        refused if its weights' SHA-256 differs, same reference images, sample count and
+        seed) and print the numbers beside its metrics.json; exit 1 if any differs by more
+        than --rtol. With --samples, score those images under the run's protocol instead
 """
 from __future__ import annotations
 
@@ -42,10 +47,35 @@ def _train_evaluator(args) -> None:
           f"sha256 {info['weights_sha256']})", file=sys.stderr, flush=True)
 
 
+def _score(args) -> int:
+    from .rescore import comparison_table, differences, rescore_run
+
+    recorded, new = rescore_run(args.run_dir, args.samples, data_dir=args.data_dir,
+                                inception_weights=args.inception_weights,
+                                cache_dir=args.cache_dir, progress=not args.quiet)
+    what = args.samples or f"{args.run_dir}/samples.npz"
+    print(f"[metrics] {what}: {new['n_samples']} images scored by {new['metric_network']}")
+    print(comparison_table(recorded, new))
+    if args.samples:  # other images: nothing is expected to match
+        return 0
+    differ = differences(recorded, new, args.rtol)
+    if differ:
+        print(f"[metrics] differs from the recorded metrics.json beyond rtol {args.rtol}: "
+              f"{', '.join(differ)}")
+        return 1
+    print(f"[metrics] every metric equals the recorded one to rtol {args.rtol}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m metrics", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=("fetch", "check", "train-evaluator"))
+    parser.add_argument("command", choices=("fetch", "check", "train-evaluator", "score"))
+    parser.add_argument("run_dir", nargs="?", help="score: a finished run's folder")
+    parser.add_argument("--samples", default=None,
+                        help="score: an .npz of uint8 images to score instead of samples.npz")
+    parser.add_argument("--rtol", type=float, default=1e-4,
+                        help="score: the relative difference that counts as a mismatch")
     parser.add_argument(WEIGHTS_FLAG, dest="inception_weights", default=None)
     parser.add_argument("--cache-dir", default=None, help=f"default: {default_cache_dir()}")
     parser.add_argument("--dataset", help="train-evaluator: the dataset to train on")
@@ -57,6 +87,10 @@ def main(argv=None) -> int:
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     try:
+        if args.command == "score":
+            if not args.run_dir:
+                parser.error("score needs RUN_DIR (a finished run's folder)")
+            return _score(args)
         if args.command == "train-evaluator":
             if not (args.dataset and args.out):
                 parser.error("train-evaluator needs --dataset and --out")

@@ -61,6 +61,9 @@ class Family:
         optional ``max_batch_size`` caps the batch below the profile's. Every
         profile must have an entry (a missing one is an error, never a fallback).
     stages: the ordered stages; the last one is the row's model.
+    sampler_fields: config fields that only the sampler reads (diffusion's guidance
+        scale, the prior's temperature): a finished run asked for with other values is
+        sampled and scored again (``experiments.runner.resample_run``), never retrained.
     """
     name: str
     model_name: str
@@ -68,6 +71,7 @@ class Family:
     losses: Mapping[str, Callable]
     presets: Mapping[str, dict]
     stages: tuple
+    sampler_fields: tuple = ()
 
     @property
     def final_stage(self) -> Stage:

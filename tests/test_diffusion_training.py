@@ -113,6 +113,62 @@ def test_bad_sampling_requests_are_refused(finished, tmp_path, capsys):
         load_run(str(unfinished))
 
 
+def test_a_new_sampler_setting_samples_a_finished_run_again_without_training(finished,
+                                                                             tmp_path):
+    """guidance_scale is a sampler field: asking a finished run for another value draws
+    and scores new samples from the same weights; other fields are refused."""
+    from experiments.runner import (RunError, check_reusable, resample_run,
+                                    sampler_changes)
+    from tests.drivers.stages import sources
+
+    old = finished[0]
+    out = tmp_path / "out"
+    shutil.copytree(os.path.dirname(os.path.dirname(old.run_dir)), out)
+    plan = tiny_plan(str(out), "mse", guidance_scale=2.0)
+    assert sampler_changes(plan) == {"guidance_scale": (1.0, 2.0)}
+    check_reusable(plan)  # not an error: only the sampler differs
+    with pytest.raises(RunError, match="learning_rate"):
+        check_reusable(tiny_plan(str(out), "mse", learning_rate=0.5, guidance_scale=2.0))
+    before = json.loads(open(os.path.join(plan.run_dir, "metrics.json")).read())
+    old_images = np.load(os.path.join(plan.run_dir, "samples.npz"))["images"]
+    kept = {name: os.stat(os.path.join(plan.run_dir, name)).st_mtime_ns
+            for name in ("history.csv", "loss_curves.png")}
+    scored = []
+
+    def score(batches, n, seed):  # records what it was given; a stand-in metric
+        images = np.concatenate(list(batches))
+        scored.append(images)
+        return {"metric_network": "test", "fid": float(images.mean()), "n_samples": n}
+
+    train, val = sources()
+    metrics = resample_run(plan, train_source=train, val_source=val,
+                           strategy=tf.distribute.get_strategy(), score=score)
+    images = np.load(os.path.join(plan.run_dir, "samples.npz"))["images"]
+    assert not np.array_equal(images, old_images)  # guidance changed the samples
+    # the same images as sampling the run with the setting, and exactly those were scored
+    np.testing.assert_array_equal(
+        sample_run(old.run_dir, n=len(images), seed=plan.seed + 777,
+                   settings={"guidance_scale": 2.0}), images)
+    np.testing.assert_allclose(scored[0], images.astype(np.float32) / 127.5 - 1.0)
+    assert metrics["fid"] == pytest.approx(float(scored[0].mean()))
+    assert metrics["sampler"]["guidance_scale"] == 2.0
+    assert metrics["resampled_from"] == {"guidance_scale": 1.0}
+    for key in ("steps", "train_seconds", "train_loss", "val_loss"):
+        assert metrics[key] == before[key], key
+    assert {name: os.stat(os.path.join(plan.run_dir, name)).st_mtime_ns
+            for name in kept} == kept
+    assert json.loads(open(os.path.join(plan.run_dir, "metrics.json")).read()) == metrics
+    assert sampler_changes(plan) == {} and is_complete(plan)
+    assert load_run(plan.run_dir).config.guidance_scale == 2.0
+    # without a scorer the old numbers are not left beside the new samples
+    back = tiny_plan(str(out), "mse")
+    cleared = resample_run(back, train_source=train, val_source=val,
+                           strategy=tf.distribute.get_strategy())
+    assert cleared["fid"] is None and cleared["metric_network"] == "not computed"
+    np.testing.assert_array_equal(
+        np.load(os.path.join(plan.run_dir, "samples.npz"))["images"], old_images)
+
+
 def test_bad_diffusion_options_fail_before_training(tmp_path):
     with pytest.raises(ConfigError, match="unknown diffusion sampler"):
         tiny_plan(str(tmp_path), sampler="euler")

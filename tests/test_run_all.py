@@ -181,7 +181,36 @@ def test_a_failing_run_does_not_stop_the_others(tmp_path, capsys, monkeypatch):
         assert [r["latent_size"] for r in csv.DictReader(f)] == ["128"]
 
 
-def test_evaluator_metrics_fill_the_table(tmp_path, monkeypatch):
+def test_a_changed_sampler_preset_samples_finished_runs_again(tmp_path, capsys, monkeypatch):
+    """A preset's sampler field (diffusion's guidance scale) changed after a run finished:
+    the next command samples it again from its weights instead of refusing or retraining."""
+    from models.diffusion import config
+
+    args = ["--profile", "smoke", "--only", "diffusion/mse@128", "--dataset", "synthetic",
+            "--out", str(tmp_path / "o"), "--metrics", "none", "--quiet"]
+    assert run_all.main(args) == 0
+    run = tmp_path / "o" / "runs" / "diffusion-mse-b8-z128-s0"
+    trained = json.loads((run / "metrics.json").read_text())
+    assert trained["sampler"]["guidance_scale"] == 1.0
+    monkeypatch.setitem(config.PRESETS, "smoke", {**config.PRESETS["smoke"],
+                                                  "guidance_scale": 3.0})
+    capsys.readouterr()
+    assert run_all.main(args) == 0
+    out = capsys.readouterr().out
+    assert "to sample again: guidance_scale 1.0 -> 3.0" in out
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["sampler"]["guidance_scale"] == 3.0
+    assert metrics["resampled_from"] == {"guidance_scale": 1.0}
+    assert metrics["steps"] == trained["steps"]
+    assert metrics["train_seconds"] == trained["train_seconds"]
+    assert json.loads((run / "config.json").read_text())["identity"]["family_config"][
+        "guidance_scale"] == 3.0
+    assert run_all.main(args) == 0  # now the folder holds what is asked for
+    assert "diffusion-mse-b8-z128-s0" in (out := capsys.readouterr().out)
+    assert "complete, skipped" in out and "to sample again" not in out
+
+
+def test_evaluator_metrics_fill_the_table(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("GENBENCH_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "out"
     proc = _run("--profile", "smoke", "--only", "vae/elbo@128", "--dataset", "synthetic",
@@ -194,6 +223,26 @@ def test_evaluator_metrics_fill_the_table(tmp_path, monkeypatch):
     for key in ("fid", "is", "kid", "precision", "recall"):
         assert np.isfinite(float(row[key])), key
     assert float(row["fid"]) > 0 and float(row["is"]) >= 1.0
+    # anyone can score the committed samples again: same network, reference and seed
+    from metrics.__main__ import main as metrics_main
+
+    run = out / "runs" / "vae-elbo-b8-z128-s0"
+    assert metrics_main(["score", str(run), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "every metric equals the recorded one" in printed
+    flipped = np.load(run / "samples.npz")["images"][:, ::-1]  # other images: another score
+    np.savez(tmp_path / "flipped.npz", images=flipped)
+    assert metrics_main(["score", str(run), "--samples", str(tmp_path / "flipped.npz"),
+                         "--quiet"]) == 0
+    fid_line = next(line for line in capsys.readouterr().out.splitlines()
+                    if line.startswith("fid "))
+    recorded, recomputed = map(float, fid_line.split()[1:3])
+    assert recorded == pytest.approx(float(row["fid"])) and recomputed != recorded
+    (run / "samples.npz").unlink()  # uncommitted samples: the command says how to redraw them
+    assert metrics_main(["score", str(run), "--quiet"]) == 1
+    assert "python -m experiments.sample" in capsys.readouterr().err
+    assert metrics_main(["score", str(tmp_path), "--quiet"]) == 1
+    assert "is not a finished run" in capsys.readouterr().err
 
 
 def test_inception_metrics_offline_without_weights_is_a_clear_error(tmp_path, capsys,

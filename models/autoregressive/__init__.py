@@ -12,6 +12,8 @@ from models.autoregressive.model import AutoregressivePrior, Tokenizer
 TOKENIZER_FIELDS = ("latent_size", "downsample", "vq_widths", "code_dim", "vq_batch_size",
                     "vq_learning_rate", "commitment_weight", "codebook_decay",
                     "restart_threshold")
+#: The config fields only the sampler reads: changing them re-samples a finished run.
+SAMPLER_FIELDS = ("temperature", "top_k", "guidance_scale")
 
 
 def build_tokenizer(config: AutoregressiveConfig, image_shape, global_batch_size, seed=0,
@@ -32,4 +34,5 @@ FAMILY = Family(
     presets=PRESETS,
     stages=(Stage("tokenizer", build_tokenizer, shared_fields=TOKENIZER_FIELDS,
                   train_preset="vq_train", batch_field="vq_batch_size"),
-            Stage("prior", build_prior)))
+            Stage("prior", build_prior)),
+    sampler_fields=SAMPLER_FIELDS)

@@ -10,6 +10,8 @@ from models.diffusion.model import Autoencoder, LatentDiffusion
 #: The config fields that define the autoencoder: rows agreeing on them share it.
 AUTOENCODER_FIELDS = ("latent_size", "latent_side", "ae_widths", "ae_batch_size",
                       "ae_learning_rate", "ae_kl_weight")
+#: The config fields only the sampler reads: changing them re-samples a finished run.
+SAMPLER_FIELDS = ("sampler", "sampling_steps", "ddim_eta", "guidance_scale")
 
 
 def build_autoencoder(config: DiffusionConfig, image_shape, global_batch_size, seed=0,
@@ -30,4 +32,5 @@ FAMILY = Family(
     stages=(Stage("autoencoder", build_autoencoder, shared_fields=AUTOENCODER_FIELDS,
                   train_preset="ae_train", batch_field="ae_batch_size",
                   needed=lambda config: config.first_stage == "autoencoder"),
-            Stage("denoiser", build_denoiser)))
+            Stage("denoiser", build_denoiser)),
+    sampler_fields=SAMPLER_FIELDS)
