@@ -10,6 +10,7 @@ row whose seeds disagree on it is an error.
 """
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -21,7 +22,7 @@ COLUMNS = ["family", "model", "loss", "batch_size", "latent_size", "seeds",
            "train_loss", "train_loss_std", "val_loss", "val_loss_std",
            "train_seconds", "train_seconds_std", "is_split_std", "kid_subset_std",
            "metric_network", "metric_network_sha256", "n_samples", "thesis_batch_size",
-           "thesis_fid", "thesis_is", "thesis_train_loss", "thesis_val_loss"]
+           "thesis_fid", "thesis_is", "thesis_train_loss", "thesis_val_loss", "sampler"]
 
 METRIC_KEYS = ("fid", "is", "kid", "precision", "recall")
 
@@ -63,6 +64,10 @@ def aggregate(row, results: list[dict]) -> dict:
         line[key] = _mean_std([r.get(key) for r in results])[0]
     for key in ("fid", "is", "train_loss", "val_loss"):
         line[f"thesis_{key}"] = row.thesis.get(key)
+    samplers = {json.dumps(r["sampler"], sort_keys=True) for r in results if r.get("sampler")}
+    if len(samplers) > 1:
+        raise ValueError(f"seeds of {row.key} were sampled with different settings: {samplers}")
+    line["sampler"] = json.loads(samplers.pop()) if samplers else None
     return line
 
 
@@ -107,6 +112,26 @@ def _scored_by(lines: list[dict]) -> str | None:
             f"the reference statistics of the whole train split.")
 
 
+def _sampler_sentence(lines: list[dict]) -> str | None:
+    """'Sampler settings: <model>: field value, ...' for the families whose runs record
+    them (metrics.json ``sampler``): the settings that drew the scored samples."""
+    by_model = {}
+    for line in lines:
+        if line.get("sampler"):
+            text = ", ".join(f"{k} {v}" for k, v in sorted(line["sampler"].items()))
+            by_model.setdefault(line["model"], {}).setdefault(text, []).append(
+                f"{line['loss']}@{line['latent_size']}")
+    if not by_model:
+        return None
+    parts = []
+    for model, settings in by_model.items():
+        if len(settings) == 1:
+            parts.append(f"{model}: {next(iter(settings))}")
+        else:
+            parts += [f"{model} {', '.join(rows)}: {text}" for text, rows in settings.items()]
+    return "Sampler settings: " + "; ".join(parts) + "."
+
+
 def markdown(table, lines: list[dict], context: str) -> str:
     fd, is_, kid = metric_names(lines)
     scored_by = _scored_by(lines)
@@ -117,6 +142,8 @@ def markdown(table, lines: list[dict], context: str) -> str:
     head += ["thesis FID", "thesis IS", "thesis train", "thesis val"]
     out = [f"# {table.title}", "", context, ""]
     out += [scored_by, ""] if scored_by else []
+    sampler = _sampler_sentence(lines)
+    out += [sampler, ""] if sampler else []
     out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for line in lines:
         seconds = line.get("train_seconds")
@@ -138,7 +165,9 @@ def markdown(table, lines: list[dict], context: str) -> str:
 
 def _csv_line(line):
     # A metric that was not computed says so, rather than leaving a blank a reader may misread.
-    return {k: ("not computed" if v is None and k in METRIC_KEYS else v) for k, v in line.items()}
+    return {k: ("not computed" if v is None and k in METRIC_KEYS else
+                json.dumps(v, sort_keys=True) if isinstance(v, dict) else v)
+            for k, v in line.items()}
 
 
 def write_table(out_dir, table, lines: list[dict], context: str):

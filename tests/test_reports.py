@@ -1,4 +1,7 @@
 """Report writers: whole or nothing; grids; table aggregation over seeds."""
+import csv
+import json
+
 import numpy as np
 import pytest
 
@@ -65,6 +68,25 @@ def test_markdown_names_scores_after_their_network_and_shows_training_time():
     assert "inception-2015-12-05 (64)" in mixed and "Every score below" not in mixed
     only_inception = summary.markdown(table_3_1.TABLE, [inception], "context")
     assert "| FID ± seed std | IS ± seed std |" in only_inception
+
+
+def test_tables_say_which_sampler_settings_drew_the_scored_samples(tmp_path):
+    rows = table_3_1.TABLE.rows
+    guided = {"sampler": "ddim", "sampling_steps": 50, "guidance_scale": 2.0}
+    lines = [summary.aggregate(rows[0], [_result(0, 10.0)]),  # a family without a sampler
+             summary.aggregate(rows[1], [dict(_result(0, 4.0), sampler=guided),
+                                         dict(_result(1, 5.0), sampler=guided)])]
+    assert lines[0]["sampler"] is None and lines[1]["sampler"] == guided
+    text = summary.markdown(table_3_1.TABLE, lines, "context")
+    assert (f"Sampler settings: {rows[1].model}: guidance_scale 2.0, sampler ddim, "
+            f"sampling_steps 50.") in text
+    with pytest.raises(ValueError, match="different settings"):
+        summary.aggregate(rows[1], [dict(_result(0, 4.0), sampler=guided),
+                                    dict(_result(1, 4.0), sampler={**guided, "guidance_scale": 1})])
+    summary.write_table(tmp_path, table_3_1.TABLE, lines, "context")
+    with open(tmp_path / "table_3_1.csv") as f:
+        written = list(csv.DictReader(f))
+    assert written[0]["sampler"] == "" and json.loads(written[1]["sampler"]) == guided
 
 
 # ------------------------------------------------------- experiments.compare: the side-by-side report
