@@ -256,7 +256,25 @@ def recorded_identity(plan):
     if not isinstance(record, dict) or not isinstance(record.get("identity"), dict):
         raise RunError(f"{path} is damaged (no identity recorded); delete the folder "
                        f"{plan.run_dir} to start that run afresh")
-    return record["identity"]
+    return _with_new_fields(record["identity"], plan)
+
+
+def _with_new_fields(identity: dict, plan) -> dict:
+    """``identity`` with the family config fields added after it was recorded filled in
+    at their defaults: a new field's default is the behaviour from before it existed
+    (e.g. the GAN's truncation_psi = 1), so older runs still match."""
+    saved = identity.get("family_config")
+    if not isinstance(plan, RunPlan) or not isinstance(saved, dict):
+        return identity
+    added = {}
+    for field in dataclasses.fields(plan.family_config):
+        if field.name not in saved:
+            default = (field.default_factory() if field.default is dataclasses.MISSING
+                       else field.default)
+            added[field.name] = default
+    if not added:
+        return identity
+    return {**identity, "family_config": {**saved, **to_jsonable(added)}}
 
 
 def _differing_leaves(saved, wanted, path=()) -> list:

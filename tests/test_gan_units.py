@@ -1,6 +1,8 @@
 """GAN family, unit level: losses against their formulas, penalties against their
 analytic values, the modulated convolution, augmentations, EMA and ADA updates."""
+import dataclasses
 import math
+import os
 
 import numpy as np
 import pytest
@@ -212,6 +214,55 @@ def test_ema_update_and_sampler_reads_the_ema_copy():
         w.assign(tf.zeros_like(w))
     np.testing.assert_array_equal(model.generate(z).numpy(), images)
     assert images.shape == (3, 8, 8, 3) and images.min() >= -1 and images.max() <= 1
+
+
+def test_truncation_pulls_w_towards_its_mean_and_psi_1_changes_nothing():
+    model = _model()
+    z = model.sample_latents(5, seed=2)
+    plain = model.generate(z).numpy()
+    w = model.ema_mapping(z, training=False)
+    np.testing.assert_array_equal(model.truncate(w).numpy(), w.numpy())  # psi = 1: identity
+    model.config = dataclasses.replace(model.config, truncation_psi=0.5)
+    model.configure_sampler()
+    centre = model.w_avg().numpy()
+    np.testing.assert_allclose(model.truncate(w).numpy(), centre + 0.5 * (w.numpy() - centre),
+                               rtol=1e-5, atol=1e-6)
+    assert not np.allclose(model.generate(z).numpy(), plain)
+    model.config = dataclasses.replace(model.config, truncation_psi=0.0)
+    collapsed = model.generate(z).numpy()  # every sample is the mean w's image
+    np.testing.assert_allclose(collapsed, np.broadcast_to(collapsed[:1], collapsed.shape),
+                               atol=1e-6)
+    model.config = dataclasses.replace(model.config, truncation_psi=1.5)
+    with pytest.raises(ValueError, match="truncation_psi must be in"):
+        model.configure_sampler()
+    assert get_family("gan").sampler_fields == ("truncation_psi",)
+
+
+def test_a_config_field_added_later_matches_older_runs_at_its_default(tmp_path):
+    """Runs recorded before truncation_psi existed match a plan at psi = 1 (the old
+    behaviour); another psi is a sampler change (re-sample), not a different run."""
+    import json
+
+    from experiments.profiles import get_profile
+    from experiments.runner import (check_reusable, plan_run, recorded_identity,
+                                    sampler_changes)
+    from experiments.tables import Row
+
+    row = Row(table="table_3_1", family="gan", model="StyleGAN2", loss="hinge", batch_size=8,
+              latent_size=128)
+
+    def plan(**overrides):
+        return plan_run(row, 0, get_profile("smoke"), dataset="synthetic", image_size=32,
+                        out_dir=str(tmp_path), overrides=overrides or None)
+
+    old = plan().identity()
+    del old["family_config"]["truncation_psi"]
+    os.makedirs(plan().run_dir)
+    with open(os.path.join(plan().run_dir, "config.json"), "w") as f:
+        json.dump({"identity": old}, f)
+    assert recorded_identity(plan()) == plan().identity()
+    check_reusable(plan())
+    assert sampler_changes(plan(truncation_psi=0.7)) == {"truncation_psi": (1.0, 0.7)}
 
 
 def test_ada_p_rises_when_the_discriminator_overfits_and_falls_back():

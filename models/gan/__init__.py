@@ -13,4 +13,4 @@ def build(config: GANConfig, image_shape, global_batch_size, seed=0, inputs=None
 
 FAMILY = Family(name="gan", model_name="StyleGAN2", config_cls=GANConfig, losses=LOSSES,
                 presets=PRESETS,
-                stages=single_stage(build))
+                stages=single_stage(build), sampler_fields=("truncation_psi",))

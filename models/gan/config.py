@@ -77,6 +77,10 @@ class GANConfig:
     jit_compile: XLA-compile the gradient computations of the train step; None =
         only where an accelerator (GPU/TPU) is present (on CPU, XLA's convolutions
         are ~3x slower than oneDNN's: see benchmarks/bench_gan.py).
+    truncation_psi: the sampler's truncation trick (Karras et al. 2019, StyleGAN,
+        sec. 3.1 and appendix B): w' = w_avg + psi (w - w_avg), trading diversity for
+        fidelity; 1 = no truncation (how FIDs are usually reported). A sampler field:
+        changing it re-samples a finished run, never retrains it.
     """
     batch_size: int = 64
     latent_size: int = 128
@@ -110,6 +114,7 @@ class GANConfig:
     modconv: str = "input_scaling"
     conv_dtype: str = "float32"
     jit_compile: typing.Optional[bool] = None
+    truncation_psi: float = 1.0
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "GANConfig":
@@ -141,6 +146,9 @@ class GANConfig:
         if self.d_steps is not None and (isinstance(self.d_steps, bool) or int(self.d_steps) < 1):
             raise ValueError(f"d_steps must be a positive integer (critic steps per generator "
                              f"step), got {self.d_steps!r}")
+        if not 0 <= self.truncation_psi <= 1:
+            raise ValueError(f"truncation_psi must be in [0, 1] (1 = no truncation), got "
+                             f"{self.truncation_psi}")
 
     def channels(self, resolution: int) -> int:
         """Feature maps at ``resolution`` (StyleGAN2: min(base / r, max))."""
@@ -154,6 +162,10 @@ PRESETS = {
     "smoke": dict(WIDTH_PRESETS["small"]),
     # quick: 10 x 50 generator steps of 64 (WGAN-GP: 2,500 critic steps, about 10 minutes
     # on 2 cores; 1 critic step per G step for the other losses: about 2 minutes).
+    # truncation_psi stays 1: swept on the finished quick gan/wasserstein_gp@128 run on
+    # Fashion-MNIST (2,000 samples of seed 777 scored by the committed evaluator), fd_eval /
+    # precision / recall were 14.54 / 0.35 / 0.016 at psi 1.0, 17.27 / 0.49 / 0.011 at 0.7
+    # and 19.76 / 0.69 / 0.0 at 0.5: fidelity up, diversity and the Frechet distance worse.
     "quick": {**WIDTH_PRESETS["small"], "train": {"epochs": 10, "steps_per_epoch": 50}},
     "paper": dict(STYLEGAN2_ADA_CIFAR),
 }

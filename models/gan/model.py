@@ -40,6 +40,8 @@ _STREAM_EXTRAPOLATION = 200  # added to every stream in an extragradient's look-
 _EVAL_OFFSET = 500             # evaluation streams: base + 500 (never collide with training)
 _CRITIC_OFFSET = 1000          # critic step i > 0 of a train step: D streams + 1000 * i
 _CONST_NOISE_SALT = 90_000     # the sampler's fixed per-pixel noise
+_W_AVG_SALT = 91_000           # the z draws whose mean w centres the truncation trick
+_W_AVG_SAMPLES = 10_000
 
 
 class GANModel(GenerativeModel):
@@ -374,11 +376,32 @@ class GANModel(GenerativeModel):
         return [tf.tile(tf.random.stateless_normal([1, *shape], [self.seed, _CONST_NOISE_SALT + i]),
                         [n, 1, 1, 1]) for i, shape in enumerate(self.noise_shapes)]
 
+    def configure_sampler(self):
+        """Check the sampler's settings (truncation_psi) after a change."""
+        self.config.validate()
+
+    def w_avg(self):
+        """The EMA mapping's mean w [w_dim] over _W_AVG_SAMPLES fixed z draws: the centre
+        of the truncation trick. StyleGAN tracks it as a running average during training;
+        the mean over many draws is the same quantity for the weights being sampled."""
+        z = tf.random.stateless_normal([_W_AVG_SAMPLES, self.config.latent_size],
+                                       [self.seed, _W_AVG_SALT])
+        return tf.reduce_mean(self.ema_mapping(z, training=False), axis=0)
+
+    def truncate(self, w):
+        """w [b, w_dim] -> w_avg + psi (w - w_avg) (StyleGAN's truncation trick)."""
+        psi = self.config.truncation_psi
+        if psi == 1.0:
+            return w
+        centre = self.w_avg()
+        return centre + psi * (w - centre)
+
     def generate(self, latents):
-        """Images in [-1, 1] from the EMA generator (no style mixing, fixed noise)."""
+        """Images in [-1, 1] from the EMA generator (no style mixing, fixed noise,
+        truncation ``truncation_psi``)."""
         latents = tf.convert_to_tensor(latents, tf.float32)
         n = tf.shape(latents)[0]
-        w = self.ema_mapping(latents, training=False)
+        w = self.truncate(self.ema_mapping(latents, training=False))
         ws = tf.tile(w[:, None, :], [1, self.num_ws, 1])
         images = self.ema_synthesis([ws, *self.const_noise(n)], training=False)
         return tf.clip_by_value(images, -1.0, 1.0)
