@@ -456,8 +456,22 @@ def _seed_std(row, key):
 FIGURES = {"samples": samples_figure, "curves": curves_figure, "metrics": metrics_figure}
 
 
+#: Sampler settings a panel title names when they are not neutral: field -> (label, neutral).
+SAMPLER_LABELS = {"guidance_scale": ("guidance", 1.0), "truncation_psi": ("psi", 1.0),
+                  "temperature": ("temperature", 1.0)}
+
+
+def _sampler_label(metrics) -> str:
+    """', guidance 2' for the non-neutral settings in metrics.json's ``sampler``."""
+    sampler = metrics.get("sampler") or {}
+    return "".join(f", {label} {sampler[field]:g}" for field, (label, neutral)
+                   in SAMPLER_LABELS.items()
+                   if _number(sampler.get(field)) is not None and sampler[field] != neutral)
+
+
 def _glance_title(line, run) -> str:
-    """'VAE (elbo), latent 128 / fd_eval 6.93, 444 s of training' for one panel."""
+    """'VAE (elbo), latent 128 / fd_eval 6.93, 444 s of training' for one panel (plus
+    the sampler's guidance, truncation or temperature where they are not neutral)."""
     metrics = run.metrics if run is not None else {}
     kind = "fd_eval" if _network_kind(line.row.get("metric_network")) == "evaluator" else "FID"
     parts = []
@@ -471,7 +485,8 @@ def _glance_title(line, run) -> str:
         parts.append(f"{metrics['train_seconds']:,.0f} s of training"
                      + "".join(f" + {sec:,.0f} s {name}" for name, sec in first))
     return (f"{_model_name([line])} ({line.row['loss']}), latent "
-            f"{line.row['latent_size']}\n{', '.join(parts) or 'not scored'}")
+            f"{line.row['latent_size']}{_sampler_label(metrics)}\n"
+            f"{', '.join(parts) or 'not scored'}")
 
 
 def glance_figure(report: Report):

@@ -165,6 +165,11 @@ def test_glance_shows_each_familys_baseline_scored_and_timed(tmp_path):
     titles = [ax.get_title() for ax in fig.axes]
     # the baseline loss (elbo, not mi) of the lowest seed that ran it (1: fd 20)
     assert titles == ["VAE (elbo), latent 128\nfd_eval 20, 1,234 s of training + 56 s tokenizer"]
+    # a non-neutral sampler setting is named (guidance 2), a neutral one is not (psi 1)
+    artifacts.write_json(first, {**artifacts.read_json(first),
+                                 "sampler": {"guidance_scale": 2.0, "truncation_psi": 1.0}})
+    fig = compare.glance_figure(compare.load_report(out))
+    assert fig.axes[0].get_title().startswith("VAE (elbo), latent 128, guidance 2\n")
 
 
 def test_samples_compare_runs_of_one_seed_across_losses(tmp_path):
