@@ -58,7 +58,8 @@ class QualityProbe(keras.callbacks.Callback):
         self.started = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        from experiments.runner import generate_uint8, uint8_batches
+        from experiments.runner import generate_uint8
+        from metrics import uint8_batches
 
         probe_start = time.perf_counter()
         trained = probe_start - self.started - self.probing

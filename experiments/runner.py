@@ -24,8 +24,8 @@ import numpy as np
 import tensorflow as tf
 
 from experiments.profiles import Profile
-from metrics import RESULT_KEYS
 from experiments.tables import Row
+from metrics import RESULT_KEYS, uint8_batches
 from models import get_family
 from training import artifacts
 from training.config import ConfigError, TrainConfig, from_dict, to_jsonable
@@ -293,12 +293,13 @@ def identity_differences(saved, wanted) -> list:
             for path, a, b in _differing_leaves(saved, wanted)]
 
 
-def sampler_changes(plan) -> dict:
+def sampler_changes(plan, saved=None) -> dict:
     """{field: (recorded, requested)} when the run folder holds ``plan``'s run except for
-    sampler fields (``Family.sampler_fields``: they change no trained weight), else {}."""
+    sampler fields (``Family.sampler_fields``: they change no trained weight), else {}.
+    ``saved``: the recorded identity, when the caller has read it already."""
     if not isinstance(plan, RunPlan):
         return {}
-    saved = recorded_identity(plan)
+    saved = recorded_identity(plan) if saved is None else saved
     if saved is None:
         return {}
     leaves = _differing_leaves(saved, plan.identity())
@@ -319,7 +320,7 @@ def check_reusable(plan):
     (``resample_run``), an unfinished one resumes (its weights do not depend on them).
     """
     saved = recorded_identity(plan)
-    if saved is None or saved == plan.identity() or sampler_changes(plan):
+    if saved is None or saved == plan.identity() or sampler_changes(plan, saved):
         return
     # top-level fields (dataset, profile, image size, seed) first: they say the most
     differences = sorted(identity_differences(saved, plan.identity()),
@@ -359,12 +360,6 @@ def generate_uint8(model, n: int, seed: int, batch_size: int = 256) -> np.ndarra
         out[done:done + b] = artifacts.to_uint8(images)
         done += b
     return out
-
-
-def uint8_batches(images: np.ndarray, batch_size: int = 250):
-    """Batches of uint8 images back in [-1, 1], float32: what metric code consumes."""
-    for start in range(0, len(images), batch_size):
-        yield images[start:start + batch_size].astype(np.float32) / 127.5 - 1.0
 
 
 def _record(plan, stage, batch, train_source, val_source, strategy) -> dict:

@@ -25,7 +25,7 @@ from typing import Iterable
 
 from .errors import MetricsError
 from .features import (MAX_KEPT_FEATURES, FeatureNetwork, FeatureRunner, FeatureStats, collect,
-                       reference_stats)
+                       reference_stats, uint8_batches)
 from .inception import NETWORK_NAME, build_fid_inception, preprocess, tf1_resize_bilinear
 from .stats import (InceptionScoreAccumulator, RunningMoments, frechet_distance, inception_score,
                     kernel_inception_distance, precision_recall)
@@ -40,6 +40,7 @@ __all__ = [
     "MAX_KEPT_FEATURES", "FeatureNetwork", "FeatureRunner", "FeatureStats", "collect",
     "reference_stats", "InceptionScoreAccumulator", "RunningMoments", "metrics_from_stats",
     "NETWORK_NAME", "resolve_weights_file", "cached_weights", "load_feature_network",
+    "uint8_batches",
 ]
 
 NETWORK_CHOICES = ("auto", "inception", "evaluator", "none")

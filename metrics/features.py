@@ -117,6 +117,13 @@ class FeatureRunner:
         return np.concatenate(features), np.concatenate(logits)
 
 
+def uint8_batches(images: np.ndarray, batch_size: int = 250):
+    """Batches of uint8 images [N, H, W, C] back in [-1, 1], float32: what ``collect``
+    consumes (the inverse of ``training.artifacts.to_uint8``, which samples.npz holds)."""
+    for start in range(0, len(images), batch_size):
+        yield images[start:start + batch_size].astype(np.float32) / 127.5 - 1.0
+
+
 def _images_of(batch):
     if isinstance(batch, dict):
         batch = batch.get("image", batch.get("images"))

@@ -18,6 +18,7 @@ import numpy as np
 
 from . import RESULT_KEYS
 from .errors import MetricsError
+from .features import uint8_batches
 
 #: The metrics compared with the recorded ones, in print order.
 SCORED_KEYS = RESULT_KEYS[3:]
@@ -82,12 +83,6 @@ def load_images(path, protocol: dict) -> np.ndarray:
     return images[:protocol["n_samples"]]
 
 
-def _float_batches(images: np.ndarray, batch_size: int = 250):
-    # uint8 [B, H, W, C] -> float32 in [-1, 1]: the inverse of the runner's to_uint8 map
-    for start in range(0, len(images), batch_size):
-        yield images[start:start + batch_size].astype(np.float32) / 127.5 - 1.0
-
-
 def rescore_run(run_dir, samples=None, *, data_dir=None, inception_weights=None, cache_dir=None,
                 progress: bool = True) -> tuple[dict, dict]:
     """(recorded, recomputed) metrics of the run in ``run_dir``, scoring ``samples`` (an
@@ -114,7 +109,7 @@ def rescore_run(run_dir, samples=None, *, data_dir=None, inception_weights=None,
             f"the {protocol['network']} found here (sha256 {network.weights_sha256}) is not "
             f"the one that scored {run_dir} ({protocol['sha256']}); its numbers would not be "
             f"comparable: use the weights the run names ({protocol['label']})")
-    new = compute_metrics(_float_batches(images), real, network=protocol["network"],
+    new = compute_metrics(uint8_batches(images), real, network=protocol["network"],
                           n_samples=protocol["n_samples"], cache_dir=cache_dir,
                           seed=protocol["seed"], progress=progress, feature_network=network)
     return protocol["recorded"], new

@@ -96,8 +96,8 @@ PRESETS = {
     "smoke": {"channel_divisor": 16, "control_grid": 2, "control_every": 2,
               "train": {"epochs": 2, "steps_per_epoch": 2}},
     # quick: at 64x64 the listing's 5x5 convolutions of 512 maps (64 at divisor 8) cost
-    # 1.4 GFLOP a generated image (TensorFlow's profiler); at batch 64 the fixed mode took ~12 s a step on 2 shared
-    # cores (about an hour a run), at batch 8 ~0.8 s: the batch is capped at 8 (the
+    # 1.4 GFLOP a generated image (TensorFlow's profiler); at batch 64 the fixed mode
+    # took ~12 s a step on 2 shared cores (about an hour a run), at batch 8 ~0.8 s: the batch is capped at 8 (the
     # faithful mode's 2 is unchanged).
     "quick": {"channel_divisor": 8, "control_every": 20, "max_batch_size": 8,
               "train": {"epochs": 5, "steps_per_epoch": 60}},
