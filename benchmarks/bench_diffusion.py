@@ -3,15 +3,16 @@
     python benchmarks/bench_diffusion.py                    # quick-profile networks, 32x32
     python benchmarks/bench_diffusion.py --profile paper --latents 128
 
-For each latent size: train images/s of stage 1 (the autoencoder, at its batch)
-and stage 2 (the denoiser, at its batch, including the frozen encoder's forward
-pass), and images/s of DDIM sampling (50 steps, guidance 1 = one U-Net pass per
+For each latent size: train images/s of stage 1 (the autoencoder, at its batch),
+of the one-off encoding of the training split into the frozen encoder's moments
+(``LatentDiffusion.training_source``), of stage 2 (the denoiser, at its batch, on
+those moments), and images/s of DDIM sampling (50 steps, guidance 1 = one U-Net pass per
 step, and guidance 2 = two), each the best of ``--rounds`` timings after a warm-up.
 
 FLOP/s are *model* FLOPs: TensorFlow's profiler counts the floating-point
 operations of each network's forward graph (convolutions, matmuls, attention,
 normalisation); a train step is counted as 3 x the trained network's forward
-(forward + input and weight gradients) plus the frozen encoder's forward. The
+(forward + input and weight gradients). The
 reference is the FLOP/s of a large float32 matmul on the same machine
 (``bench_gan.matmul_flops_per_s``).
 """
@@ -65,15 +66,24 @@ def train_step_fn(model):
     return step
 
 
-def bench_latent(family, profile, latent, size, rounds, peak):
+def bench_latent(family, profile, latent, size, channels, rounds, peak):
     preset = family.preset(profile)
     config = from_dict(family.config_cls, {**preset, "latent_size": latent, "num_classes": 10})
-    shape = (size, size, 3)
+    shape = (size, size, channels)
     rng = np.random.default_rng(0)
 
+    rows = []
     ae = family.stages[0].build(config, shape, config.ae_batch_size, seed=0)
     ae(tf.zeros([1, *shape]))
     ae.build_optimizers()
+    # Timed before the denoiser is built: building it freezes the autoencoder, after
+    # which a "train step" of the autoencoder would compute no gradients at all.
+    batch = config.ae_batch_size
+    images = tf.constant(rng.uniform(-1, 1, (batch, *shape)), tf.float32)
+    labels = tf.constant(rng.integers(0, 10, batch), tf.int32)
+    step = train_step_fn(ae)
+    t = best_time(lambda: step(images, labels).numpy(), rounds)
+    ae_row = ("autoencoder train", batch, t, batch / t)
     model = family.final_stage.build(config, shape, config.batch_size, seed=0,
                                      inputs={"autoencoder": ae})
     model(tf.zeros([1, *shape]))
@@ -85,16 +95,20 @@ def bench_latent(family, profile, latent, size, rounds, peak):
                            tf.TensorSpec([1], tf.int32))
     print(f"\nlatent {latent} = {s[0]}x{s[1]}x{s[2]}; forward MFLOPs per image: encoder "
           f"{f_enc / 1e6:.1f}, decoder {f_dec / 1e6:.1f}, U-Net {f_unet / 1e6:.1f}", flush=True)
+    rows.append((*ae_row, ae_row[3] * 3 * (f_enc + f_dec)))
 
-    rows = []
-    for name, net, batch, flops in (
-            ("autoencoder train", ae, config.ae_batch_size, 3 * (f_enc + f_dec)),
-            ("denoiser train", model, config.batch_size, f_enc + 3 * f_unet)):
-        images = tf.constant(rng.uniform(-1, 1, (batch, *shape)), tf.float32)
-        labels = tf.constant(rng.integers(0, 10, batch), tf.int32)
-        step = train_step_fn(net)
-        t = best_time(lambda: step(images, labels).numpy(), rounds)
-        rows.append((name, batch, t, batch / t, batch * flops / t))
+    # The denoiser's steps consume the encoder's moments, computed once per fit by
+    # training_source (timed here per image); its step is the U-Net's alone.
+    batch = config.batch_size
+    images = tf.constant(rng.uniform(-1, 1, (batch, *shape)), tf.float32)
+    labels = tf.constant(rng.integers(0, 10, batch), tf.int32)
+    encode = tf.function(model.encoder_moments, autograph=False)
+    t = best_time(lambda: encode(images).numpy(), rounds)
+    rows.append(("encode once (moments)", batch, t, batch / t, batch * f_enc / t))
+    moments = encode(images)
+    step = train_step_fn(model)
+    t = best_time(lambda: step(moments, labels).numpy(), rounds)
+    rows.append(("denoiser train", batch, t, batch / t, batch * 3 * f_unet / t))
     for guidance in (1.0, 2.0):
         model.config.guidance_scale, model.config.sampling_steps = guidance, 50
         model.configure_sampler()
@@ -116,15 +130,18 @@ def main(argv=None):
     parser.add_argument("--profile", default="quick", choices=["smoke", "quick", "paper"])
     parser.add_argument("--latents", type=int, nargs="+", default=[128, 2048])
     parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--channels", type=int, default=3, choices=[1, 3],
+                        help="1 for the gray datasets (Fashion-MNIST, MNIST)")
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args(argv)
     family = get_family("diffusion")
     peak = matmul_flops_per_s(tf.float32)
-    print(f"diffusion family, {args.profile} preset, {args.size}x{args.size}x3; TF "
+    print(f"diffusion family, {args.profile} preset, {args.size}x{args.size}x{args.channels}; TF "
           f"{tf.__version__}, {os.cpu_count()} CPU(s); large matmul (4096^2) float32 "
           f"{peak / 1e9:.1f} GFLOP/s", flush=True)
     for latent in args.latents:
-        bench_latent(family, args.profile, latent, args.size, args.rounds, peak)
+        bench_latent(family, args.profile, latent, args.size, args.channels, args.rounds,
+                     peak)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ first, then tfds) and :func:`known_datasets` for the names.
 """
 
 from data.errors import DatasetError
-from data.sources import ImageSource, known_datasets, load_dataset, native_channels, open_dataset
+from data.sources import (FeatureSource, ImageSource, known_datasets, load_dataset,
+                          native_channels, open_dataset)
 
-__all__ = ["open_dataset", "load_dataset", "ImageSource", "DatasetError", "known_datasets",
-           "native_channels"]
+__all__ = ["open_dataset", "load_dataset", "ImageSource", "FeatureSource", "DatasetError",
+           "known_datasets", "native_channels"]

@@ -162,6 +162,47 @@ class ImageSource:
         return _deterministic(ds.prefetch(tf.data.AUTOTUNE))
 
 
+class FeatureSource(ImageSource):
+    """A split whose images are replaced by fixed float32 features of each one (e.g. a
+    frozen encoder's outputs, computed once), batched exactly like the split:
+    ``batches()`` yields (features [B, *feature_shape], labels int32 [B]) in the
+    order ``source.batches()`` would visit the images, so resume and replica
+    sharding are unchanged. ``image_shape`` stays the images' (what models check).
+    """
+
+    def __init__(self, source: ImageSource, features):
+        # features: float32 [N, *feature_shape], row i a function of image i only
+        features = np.asarray(features, np.float32)
+        if len(features) != source.num_examples:
+            raise DatasetError(f"{source.name}/{source.split}: {len(features)} feature rows "
+                               f"for {source.num_examples} images")
+        self.name, self.split = source.name, source.split
+        self.class_names = list(source.class_names)
+        self.num_examples = source.num_examples
+        self.image_shape = source.image_shape
+        self.feature_shape = tuple(int(d) for d in features.shape[1:])
+        self.provenance = source.provenance
+        self._source = source
+        with tf.device("/CPU:0"):
+            self._features = tf.convert_to_tensor(features)  # float32 [N, *feature_shape]
+            self._labels = source._labels  # int32 [N]
+
+    def __repr__(self) -> str:
+        return f"FeatureSource({self._source!r}, features {self.feature_shape})"
+
+    def arrays(self):
+        """(float32 [N, *feature_shape], int32 [N]) numpy copies."""
+        return self._features.numpy(), self._labels.numpy()
+
+    def fingerprint(self, count: int | None = None) -> str:
+        """The fingerprint of the images the features were computed from."""
+        return self._source.fingerprint(count)
+
+    def _gather(self, index):
+        """int64 [B] -> (float32 [B, *feature_shape], int32 [B])."""
+        return tf.gather(self._features, index), tf.gather(self._labels, index)
+
+
 def _deterministic(ds: tf.data.Dataset) -> tf.data.Dataset:
     options = tf.data.Options()
     options.deterministic = True

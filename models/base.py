@@ -72,10 +72,21 @@ class GenerativeModel(keras.Model):
         """Images in [-1, 1], shape [n, H, W, C], from ``sample_latents`` output."""
         raise NotImplementedError(f"{type(self).__name__} must define generate()")
 
+    def training_source(self, source):
+        """The data this model's train and test steps consume, made from ``source`` (a
+        ``data.ImageSource``) by the trainer at the start of every fit, fresh or
+        resumed, after the checkpoint is restored: the images themselves by default.
+        A model whose steps begin with a frozen, deterministic function of each image
+        returns a ``data.FeatureSource`` of it instead, computed once rather than at
+        every step (the latent diffusion model's encoder moments). The batches must
+        stay in the source's order, so resume and replica sharding are unchanged."""
+        return source
+
     def on_train_start(self, train_source):
         """Called once before the first step of a fresh run (not on resume: whatever
-        it sets must live in variables, so the checkpoint carries it). E.g. the
-        latent diffusion model measures its autoencoder's latent scale here."""
+        it sets must live in variables, so the checkpoint carries it), with what
+        ``training_source`` made of the training split. E.g. the latent diffusion
+        model measures its autoencoder's latent scale here."""
 
     def reconstruct(self, images):
         """A first stage's reconstruction of real images (same shape, [-1, 1])."""

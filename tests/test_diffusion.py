@@ -198,6 +198,36 @@ def test_networks_shapes_and_guidance_scale_one_is_the_conditional_model():
     np.testing.assert_array_equal(images, model.generate(model.sample_latents(3, seed=4)))
 
 
+
+def test_cached_encoder_moments_give_the_steps_what_encoding_each_batch_gives():
+    """training_source encodes once; its batches must be the per-batch encodings of the
+    same images in the same order (shuffled, skipped), and a step must refuse images."""
+    from data import FeatureSource, ImageSource
+    family = get_family("diffusion")
+    model = family.build(_tiny_config(), (32, 32, 3), 4, seed=0)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (37, 32, 32, 3), dtype=np.uint8)
+    source = ImageSource("toy", "train", images, rng.integers(0, 3, 37), ["a", "b", "c"], "test")
+    cached = model.training_source(source)
+    assert isinstance(cached, FeatureSource) and cached.feature_shape == (4, 4, 16)
+    assert cached.fingerprint() == source.fingerprint()
+    kw = dict(shuffle_seed=5, epoch=2, skip_batches=1, drop_remainder=True)
+    pairs = list(zip(cached.batches(8, **kw), source.batches(8, **kw)))
+    assert len(pairs) == 3
+    noise = tf.random.stateless_normal([8, 4, 4, 8], [3, 4])
+    for (moments, labels), (x, x_labels) in pairs:
+        np.testing.assert_array_equal(labels, x_labels)
+        np.testing.assert_allclose(moments, model.encoder_moments(x), rtol=1e-5, atol=1e-6)
+        mean, log_var = model.autoencoder.encode(x)
+        np.testing.assert_allclose(model.sample_posterior(moments, noise),
+                                   (mean + tf.exp(0.5 * log_var) * noise) * model.latent_scale,
+                                   rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="encoder's moments"):
+        model.test_step((tf.zeros([4, 32, 32, 3]), tf.zeros([4], tf.int32)))
+    pixel = family.build(_tiny_config(first_stage="none", unet_widths=(8, 16, 16, 16)),
+                         (16, 16, 1), 4, seed=0)
+    assert pixel.training_source(source) is source
+
 def test_pixel_space_option_has_no_first_stage():
     family = get_family("diffusion")
     config = _tiny_config(first_stage="none", unet_widths=(8, 16, 16, 16))
@@ -211,6 +241,23 @@ def test_pixel_space_option_has_no_first_stage():
         model.configure_sampler()
         assert model.generate(model.sample_latents(2, seed=0)).shape == (2, 16, 16, 1)
 
+
+def test_patchify_folds_the_latent_and_the_unet_sees_the_folded_side():
+    from models.diffusion.config import unet_patch
+    from models.diffusion.networks import Patchify
+    x = tf.random.stateless_normal([2, 8, 8, 3], [0, 1])
+    folded = Patchify(2)(x)
+    np.testing.assert_array_equal(folded, tf.nn.space_to_depth(x, 2))
+    np.testing.assert_array_equal(Patchify(2, inverse=True)(folded), x)
+    config = _tiny_config(latent_size=2048, unet_input_side=4, unet_widths=(16, 16))
+    assert unet_patch(config, 8) == 2 and unet_patch(config, 4) == 1
+    assert unet_patch(_tiny_config(), 8) == 1  # 0 = off
+    model = get_family("diffusion").build(config, (32, 32, 3), 4, seed=0)
+    assert model.latent_shape == (8, 8, 32)
+    assert model.unet.get_layer("stem").input.shape[1:] == (4, 4, 128)
+    assert model(tf.zeros([2, 32, 32, 3])).shape == (2, 8, 8, 32)
+    with pytest.raises(ValueError, match="unet_input_side"):
+        _tiny_config(unet_input_side=3).validate()
 
 @pytest.mark.parametrize("kernel_size, shape", [(3, [2, 4, 4, 6]), (1, [3, 2, 2, 5]),
                                                 (3, [2, 7, 5, 3])])

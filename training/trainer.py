@@ -19,6 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from models.base import GenerativeModel
 from training import callbacks as cbs
 from training import artifacts
 from training.config import TrainConfig
@@ -244,7 +245,7 @@ class Trainer:
         return train_fn, test_fn
 
     def _train_batches(self, epoch, skip):
-        dataset = self.train_source.batches(
+        dataset = self.train_data.batches(
             self.images_per_step, shuffle_seed=self.config.seed, epoch=epoch,
             skip_batches=skip, drop_remainder=True)
         if self.batches_per_step > 1:
@@ -269,7 +270,7 @@ class Trainer:
         if self.val_source is None:
             return {}
         self.model.eval_counter.assign(0)
-        dataset = self.val_source.batches(self.global_batch_size, drop_remainder=True)
+        dataset = self.val_data.batches(self.global_batch_size, drop_remainder=True)
         if self.config.val_batches is not None:
             dataset = dataset.take(self.config.val_batches)
         trackers = {}
@@ -294,8 +295,16 @@ class Trainer:
         self._adopt_batches_per_step(int(getattr(model, "batches_per_step", 1)))
         self._make_state(model)
         start_step = self._restore()
+        # What the steps consume (the images, or features a frozen stage makes of them once)
+        if self.verbose and self.chief and type(model).training_source is not \
+                GenerativeModel.training_source:
+            print(f"[train] {type(model).__name__}.training_source: preparing what the steps "
+                  f"consume from {self.train_source.num_examples} train images", flush=True)
+        self.train_data = model.training_source(self.train_source)
+        self.val_data = None if self.val_source is None else model.training_source(
+            self.val_source)
         if start_step == 0:
-            model.on_train_start(self.train_source)
+            model.on_train_start(self.train_data)
         train_fn, test_fn = self._step_functions(model)
         epochs_done = int(self.progress.epochs_done.numpy())
         history = self._previous_history(epochs_done)

@@ -39,7 +39,10 @@ class DiffusionConfig:
 
     Denoiser (stage 2): ``unet_widths`` per resolution level (``unet_blocks``
     residual blocks each), self-attention at levels whose side is <=
-    ``attention_side``; ``num_classes`` labels (set from the dataset by the
+    ``attention_side``; ``unet_input_side`` (0 = off) folds a latent whose side is
+    larger into non-overlapping p x p patches first, p = side / unet_input_side
+    (space-to-depth, DiT's "patchify" with patch size p, Peebles & Xie 2023), so
+    an 8x8x32 latent enters the U-Net as 4x4x128 and costs what 4x4x8 does; ``num_classes`` labels (set from the dataset by the
     runner) plus a null label used with probability ``label_dropout`` (classifier-free
     guidance, Ho & Salimans 2022); ``ema_decay`` of the weights used for sampling
     (with the usual warm-up min(decay, (1 + n) / (10 + n))).
@@ -66,6 +69,7 @@ class DiffusionConfig:
     # stage 2: denoiser
     unet_widths: tuple = (64, 128)
     unet_blocks: int = 1
+    unet_input_side: int = 0
     attention_side: int = 8
     attention_heads: int = 4
     num_classes: int = 100
@@ -100,6 +104,9 @@ class DiffusionConfig:
                              f"0 = unconditional), got {self.guidance_scale}")
         if not 0 <= self.label_dropout < 1:
             raise ValueError(f"label_dropout must be in [0, 1), got {self.label_dropout}")
+        if self.unet_input_side < 0 or self.unet_input_side & (self.unet_input_side - 1):
+            raise ValueError(f"unet_input_side must be 0 (off) or a power of two, got "
+                             f"{self.unet_input_side}")
         if self.timesteps < 2:
             raise ValueError(f"timesteps must be at least 2, got {self.timesteps}")
         if not 1 <= self.sampling_steps <= self.timesteps:
@@ -115,6 +122,13 @@ class DiffusionConfig:
         if self.num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {self.num_classes}")
         return self
+
+
+def unet_patch(config, latent_side: int) -> int:
+    """The denoiser's patch size p (1 = none): latent_side / unet_input_side when larger."""
+    if not config.unet_input_side or latent_side <= config.unet_input_side:
+        return 1
+    return latent_side // config.unet_input_side
 
 
 def latent_shape(config: DiffusionConfig, image_shape) -> tuple:
@@ -150,7 +164,8 @@ def downsamplings(image_side: int, latent_side: int) -> int:
 #: Per-profile overrides (one per profile of ``experiments/profiles.py``). The
 #: "ae_train" / "train" entries set each stage's training length (TrainConfig
 #: fields) where the profile's default does not fit the recipe.
-#: quick: 1,000 autoencoder steps of 64 and 2,000 denoiser steps of 128. With two
+#: quick: 1,000 autoencoder steps of 64 and (until the budget note below) 2,000 denoiser
+#: steps of 128. With two
 #: residual blocks per U-Net level this reached fd_eval 3.25 on Fashion-MNIST
 #: (diffusion/mse@128, 2,000 samples, 3-channel data) but its denoiser took about
 #: 16 minutes on 2 cores (~0.49 s a step), over the profile's 10-minute budget per run;
@@ -166,15 +181,22 @@ def downsamplings(image_side: int, latent_side: int) -> int:
 #: 0.25, 1.5 4.53 / 0.25, 2.0 3.75 / 0.22, 3.0 3.05 / 0.19, 4.0 2.78 / 0.16. Higher scales
 #: keep lowering fd_eval by giving up diversity (recall); 2 takes most of the gain for
 #: a recall loss of 0.03. Chosen on the row it is reported for: a caveat the README states.
+#: Time budget (10 minutes a run): the denoiser's steps now consume the frozen
+#: encoder's moments, computed once per fit (``LatentDiffusion.training_source``; the
+#: encoder was a third of a step's FLOPs), and ``unet_input_side`` 4 folds the 8x8x32
+#: latent of the 2048 rows into 2x2 patches (a 4x4x128 input): their step measured
+#: 0.86 s before, 0.22 s after (``python benchmarks/bench_diffusion.py --channels 1``,
+#: best of 3: z128 0.24 s). 1,600 denoiser steps of 128 (was 2,000) keep a run,
+#: encoding included, under 10 minutes on 2 cores.
 PRESETS = {
     "smoke": {"ae_widths": (8, 8, 16, 16), "ae_batch_size": 8, "unet_widths": (16, 16),
               "attention_heads": 2, "sampling_steps": 4},
     "quick": {"ae_widths": (16, 32, 64, 128), "ae_batch_size": 64,
               "ae_learning_rate": 1e-3, "unet_widths": (64, 128), "unet_blocks": 1,
-              "learning_rate": 1e-3, "ema_decay": 0.999, "sampling_steps": 50,
-              "guidance_scale": 2.0,
+              "unet_input_side": 4, "learning_rate": 1e-3, "ema_decay": 0.999,
+              "sampling_steps": 50, "guidance_scale": 2.0,
               "ae_train": {"epochs": 5, "steps_per_epoch": 200},
-              "train": {"epochs": 5, "steps_per_epoch": 400}},
+              "train": {"epochs": 5, "steps_per_epoch": 320}},
     "paper": {"ae_widths": (64, 128, 256, 256), "ae_batch_size": 64, "unet_widths": (128, 256, 256),
               "unet_blocks": 2, "attention_side": 16, "learning_rate": 1e-4,
               "ema_decay": 0.9999, "sampling_steps": 100},

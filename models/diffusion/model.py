@@ -13,8 +13,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from data.sources import FeatureSource
 from models.base import GenerativeModel
-from models.diffusion.config import latent_shape
+from models.diffusion.config import latent_shape, unet_patch
 from models.diffusion.losses import LOSSES, autoencoder_terms, mse
 from models.diffusion.networks import build_decoder, build_encoder, build_unet
 from models.diffusion.samplers import ddim_sample, ddpm_sample, guided_eps
@@ -136,7 +137,8 @@ class LatentDiffusion(GenerativeModel):
         self.latent_shape = latent_shape(config, self.image_shape)
         self.schedule = Schedule.from_config(config)
         unet_args = (self.latent_shape, config.unet_widths, config.unet_blocks,
-                     config.attention_side, config.attention_heads, config.num_classes)
+                     config.attention_side, config.attention_heads, config.num_classes,
+                     unet_patch(config, self.latent_shape[0]))
         self.unet = build_unet(*unet_args)
         self.ema_unet = build_unet(*unet_args, name="ema_unet")
         self.ema_unet.trainable = False
@@ -158,7 +160,16 @@ class LatentDiffusion(GenerativeModel):
         """x [b, H, W, C] -> z_0 [b, s, s, c]: a posterior sample (or its mean) times the scale."""
         if self.autoencoder is None:
             return x
-        mean, log_var = self.autoencoder.encode(x)
+        return self.sample_posterior(self.encoder_moments(x), noise)
+
+    def encoder_moments(self, x):
+        """x [b, H, W, C] -> the frozen encoder's (mean, log_var) concatenated: [b, s, s, 2c]."""
+        return tf.concat(self.autoencoder.encode(x), axis=-1)
+
+    def sample_posterior(self, moments, noise=None):
+        """moments [b, s, s, 2c] -> z_0 = scale * (mean + exp(log_var / 2) * noise), or
+        scale * mean without noise: a draw from q(z | x), scaled to unit variance."""
+        mean, log_var = tf.split(moments, 2, axis=-1)
         z = mean if noise is None else mean + tf.exp(0.5 * log_var) * noise
         return z * tf.cast(self.latent_scale, z.dtype)
 
@@ -175,28 +186,49 @@ class LatentDiffusion(GenerativeModel):
         self.ema_unet([z, t, y], training=False)
         return self.unet([z, t, y], training=training)
 
+    def training_source(self, source):
+        """The encoder is frozen and its moments are a function of the image alone, so
+        they are computed once per fit, not at every step (a third of a step's
+        FLOPs at the quick widths): a FeatureSource of float32 [N, s, s, 2c]; the
+        steps still draw a fresh posterior sample from them. Pixel space: the images."""
+        if self.autoencoder is None:
+            return source
+        encode = tf.function(self.encoder_moments, autograph=False)
+        moments = [encode(images).numpy() for images, _ in source.batches(500)]
+        return FeatureSource(source, np.concatenate(moments))
+
     def on_train_start(self, train_source):
         """LDM's scale factor: 1 / std of the posterior means of the first training images."""
         if self.autoencoder is None:
             return
-        means, n = [], 0
-        for images, _ in train_source.batches(256):
-            means.append(self.autoencoder.encode(images)[0].numpy())
-            n += len(images)
-            if n >= _SCALE_IMAGES:
-                break
-        std = float(np.concatenate(means)[:_SCALE_IMAGES].std())
-        self.latent_scale.assign(1.0 / max(std, 1e-8))
+        moments = next(iter(train_source.batches(_SCALE_IMAGES)))[0]  # file order
+        mean = tf.split(moments, 2, axis=-1)[0].numpy()
+        self.latent_scale.assign(1.0 / max(float(mean.std()), 1e-8))
 
     # ------------------------------------------------------------- steps
-    def _noisy_batch(self, x, labels, evaluation):
-        """(z_t, t, eps, y) of DDPM's training step: t ~ U{0..T-1}, eps ~ N(0, I),
-        z_t = q_sample(z_0, t, eps); labels replaced by the null label with
-        probability label_dropout (classifier-free guidance's joint training)."""
-        b = tf.shape(x)[0]
+    def check_step_input(self, data):
+        """The steps take the encoder's moments (``training_source``), or images in pixel space."""
+        if self.autoencoder is None:
+            return self.check_images(data)
+        s, _, c = self.latent_shape
+        got = tuple(data.shape[1:])
+        if None not in got and got != (s, s, 2 * c):
+            raise ValueError(f"the denoiser's steps take the frozen encoder's moments "
+                             f"[b, {s}, {s}, {2 * c}] (what training_source makes of the "
+                             f"images), got {got}; train it through training.Trainer")
+
+    def _noisy_batch(self, data, labels, evaluation):
+        """(z_t, t, eps, y) of DDPM's training step: z_0 ~ q(z | x) from the moments,
+        t ~ U{0..T-1}, eps ~ N(0, I), z_t = q_sample(z_0, t, eps); labels replaced by
+        the null label with probability label_dropout (classifier-free guidance's
+        joint training)."""
+        b = tf.shape(data)[0]
         shape = list(self.latent_shape)
-        z0 = self.to_latent(x, self.normal(b, shape, _SALT_POSTERIOR, evaluation=evaluation)
-                            if self.autoencoder is not None else None)
+        if self.autoencoder is None:
+            z0 = data
+        else:
+            z0 = self.sample_posterior(data, self.normal(b, shape, _SALT_POSTERIOR,
+                                                         evaluation=evaluation))
         t = self.uniform(b, [], _SALT_TIME, evaluation=evaluation, minval=0,
                          maxval=self.schedule.timesteps, dtype=tf.int32)
         eps = self.normal(b, shape, _SALT_EPS, evaluation=evaluation)
@@ -209,8 +241,8 @@ class LatentDiffusion(GenerativeModel):
                 "eps_mse": self.replica_mean(mse(eps, eps_hat, self.config))}
 
     def train_step(self, data):
-        x, labels = data
-        self.check_images(x)
+        x, labels = data  # x: moments [b, s, s, 2c] (or images in pixel space)
+        self.check_step_input(x)
         z_t, t, eps, y = self._noisy_batch(x, labels, evaluation=False)
         with tf.GradientTape() as tape:
             terms = self._terms(eps, self.unet([z_t, t, y], training=True))
@@ -230,7 +262,7 @@ class LatentDiffusion(GenerativeModel):
 
     def test_step(self, data):
         x, labels = data
-        self.check_images(x)
+        self.check_step_input(x)
         z_t, t, eps, y = self._noisy_batch(x, labels, evaluation=True)
         return self._terms(eps, self.unet([z_t, t, y], training=False))
 

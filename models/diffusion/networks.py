@@ -199,16 +199,45 @@ def build_decoder(latent_shape, image_shape, widths, name="decoder") -> keras.Mo
     return keras.Model(z_in, x_hat, name=name)
 
 
+class Patchify(layers.Layer):
+    """[b, s, s, c] -> [b, s/p, s/p, p*p*c]: each p x p patch becomes one position
+    (``inverse=True``: [b, s', s', p*p*c] -> [b, s'p, s'p, c])."""
+
+    def __init__(self, patch: int, inverse: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.patch, self.inverse = int(patch), bool(inverse)
+
+    def call(self, x):
+        p, s = self.patch, x.shape[1]
+        if self.inverse:
+            c = x.shape[-1] // (p * p)
+            x = ops.reshape(x, [-1, s, s, p, p, c])
+            x = ops.transpose(x, [0, 1, 3, 2, 4, 5])  # [b, s', p, s', p, c]
+            return ops.reshape(x, [-1, s * p, s * p, c])
+        c = x.shape[-1]
+        x = ops.reshape(x, [-1, s // p, p, s // p, p, c])
+        x = ops.transpose(x, [0, 1, 3, 2, 4, 5])  # [b, s/p, s/p, p, p, c]
+        return ops.reshape(x, [-1, s // p, s // p, p * p * c])
+
+    def get_config(self):
+        return {**super().get_config(), "patch": self.patch, "inverse": self.inverse}
+
+
 def build_unet(latent_shape, widths, blocks: int, attention_side: int, heads: int,
-               num_classes: int, name="unet") -> keras.Model:
+               num_classes: int, patch: int = 1, name="unet") -> keras.Model:
     """[z_t [b, s, s, c], t [b] int32, y [b] int32] -> eps_hat [b, s, s, c].
 
-    y = num_classes is the null label (classifier-free guidance). Levels run at
-    sides s, s/2, ... (one per width); ``blocks`` residual blocks per level down,
-    ``blocks + 1`` up (with skip concatenations), self-attention after each block
-    at sides <= ``attention_side``, and a residual-attention-residual middle.
+    y = num_classes is the null label (classifier-free guidance). With ``patch``
+    p > 1 the latent is first folded into p x p patches ([b, s/p, s/p, p*p*c]) and
+    the prediction unfolded at the end. Levels run at sides s/p, s/2p, ... (one
+    per width); ``blocks`` residual blocks per level down, ``blocks + 1`` up (with
+    skip concatenations), self-attention after each block at sides <=
+    ``attention_side``, and a residual-attention-residual middle.
     """
-    side = latent_shape[0]
+    side = latent_shape[0] // patch
+    if latent_shape[0] % patch:
+        raise ValueError(f"a latent side of {latent_shape[0]} is not a multiple of the "
+                         f"denoiser's patch size {patch}")
     if side % (2 ** (len(widths) - 1)):
         raise ValueError(f"a latent side of {side} cannot be halved {len(widths) - 1} times "
                          f"(unet_widths {tuple(widths)}); use fewer widths")
@@ -225,7 +254,8 @@ def build_unet(latent_shape, widths, blocks: int, attention_side: int, heads: in
     def attend(h, current_side, tag):
         return SelfAttention(heads, name=f"attn_{tag}")(h) if current_side <= attention_side else h
 
-    h = SameConv2D(widths[0], 3, name="stem")(z_in)
+    h = Patchify(patch, name="patchify")(z_in) if patch > 1 else z_in
+    h = SameConv2D(widths[0], 3, name="stem")(h)
     skips, current = [h], side
     for level, width in enumerate(widths):
         for b in range(blocks):
@@ -250,5 +280,8 @@ def build_unet(latent_shape, widths, blocks: int, attention_side: int, heads: in
             current *= 2
     h = ops.silu(layers.GroupNormalization(_groups(widths[0]), name="out_norm")(h))
     # Zero-initialised output: the untrained model predicts eps_hat = 0 (DDPM's init).
-    eps = SameConv2D(latent_shape[-1], 3, kernel_initializer="zeros", name="to_eps")(h)
+    eps = SameConv2D(latent_shape[-1] * patch * patch, 3, kernel_initializer="zeros",
+                     name="to_eps")(h)
+    if patch > 1:
+        eps = Patchify(patch, inverse=True, name="unpatchify")(eps)
     return keras.Model([z_in, t_in, y_in], eps, name=name)
