@@ -82,8 +82,7 @@ def bench_latent(family, profile, latent, size, channels, rounds, peak):
     images = tf.constant(rng.uniform(-1, 1, (batch, *shape)), tf.float32)
     labels = tf.constant(rng.integers(0, 10, batch), tf.int32)
     step = train_step_fn(ae)
-    t = best_time(lambda: step(images, labels).numpy(), rounds)
-    ae_row = ("autoencoder train", batch, t, batch / t)
+    t_ae = best_time(lambda: step(images, labels).numpy(), rounds)
     model = family.final_stage.build(config, shape, config.batch_size, seed=0,
                                      inputs={"autoencoder": ae})
     model(tf.zeros([1, *shape]))
@@ -95,7 +94,8 @@ def bench_latent(family, profile, latent, size, channels, rounds, peak):
                            tf.TensorSpec([1], tf.int32))
     print(f"\nlatent {latent} = {s[0]}x{s[1]}x{s[2]}; forward MFLOPs per image: encoder "
           f"{f_enc / 1e6:.1f}, decoder {f_dec / 1e6:.1f}, U-Net {f_unet / 1e6:.1f}", flush=True)
-    rows.append((*ae_row, ae_row[3] * 3 * (f_enc + f_dec)))
+    rows.append(("autoencoder train", batch, t_ae, batch / t_ae,
+                 batch * 3 * (f_enc + f_dec) / t_ae))
 
     # The denoiser's steps consume the encoder's moments, computed once per fit by
     # training_source (timed here per image); its step is the U-Net's alone.

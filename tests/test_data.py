@@ -480,13 +480,13 @@ def test_unshuffled_batches_follow_elements(small_source):
     assert x.dtype == tf.float32 and x.shape == (8, 8, 3) and y.dtype == tf.int32
 
 
-
 def test_pipelines_are_deterministic_and_not_autotuned(small_source):
     """An autotuned iterator read for minutes stalls 18-50 s when destroyed (once per
     epoch in the trainer): every pipeline a source makes turns autotuning off."""
     for ds in (small_source.batches(4, shuffle_seed=0), small_source.elements()):
         assert ds.options().deterministic is True
         assert ds.options().autotune.enabled is False
+
 
 def test_load_dataset_returns_batches_and_names():
     ds, names = load_dataset("synthetic", "test", batch_size=16, limit=20, shuffle_seed=0,

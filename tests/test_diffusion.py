@@ -198,7 +198,6 @@ def test_networks_shapes_and_guidance_scale_one_is_the_conditional_model():
     np.testing.assert_array_equal(images, model.generate(model.sample_latents(3, seed=4)))
 
 
-
 def test_cached_encoder_moments_give_the_steps_what_encoding_each_batch_gives():
     """training_source encodes once; its batches must be the per-batch encodings of the
     same images in the same order (shuffled, skipped), and a step must refuse images."""
@@ -227,6 +226,7 @@ def test_cached_encoder_moments_give_the_steps_what_encoding_each_batch_gives():
     pixel = family.build(_tiny_config(first_stage="none", unet_widths=(8, 16, 16, 16)),
                          (16, 16, 1), 4, seed=0)
     assert pixel.training_source(source) is source
+
 
 def test_pixel_space_option_has_no_first_stage():
     family = get_family("diffusion")
@@ -258,6 +258,7 @@ def test_patchify_folds_the_latent_and_the_unet_sees_the_folded_side():
     assert model(tf.zeros([2, 32, 32, 3])).shape == (2, 8, 8, 32)
     with pytest.raises(ValueError, match="unet_input_side"):
         _tiny_config(unet_input_side=3).validate()
+
 
 @pytest.mark.parametrize("kernel_size, shape", [(3, [2, 4, 4, 6]), (1, [3, 2, 2, 5]),
                                                 (3, [2, 7, 5, 3])])
