@@ -163,16 +163,25 @@ class ImageSource:
 
 
 class FeatureSource(ImageSource):
-    """A split whose images are replaced by fixed float32 features of each one (e.g. a
-    frozen encoder's outputs, computed once), batched exactly like the split:
-    ``batches()`` yields (features [B, *feature_shape], labels int32 [B]) in the
+    """A split whose images are replaced by fixed features of each one (e.g. a frozen
+    encoder's outputs or a tokenizer's codes, computed once), batched exactly like the
+    split: ``batches()`` yields (features [B, *feature_shape], labels int32 [B]) in the
     order ``source.batches()`` would visit the images, so resume and replica
     sharding are unchanged. ``image_shape`` stays the images' (what models check).
+    Float features are kept as float32, integer ones (codes) as int32.
     """
 
     def __init__(self, source: ImageSource, features):
-        # features: float32 [N, *feature_shape], row i a function of image i only
-        features = np.asarray(features, np.float32)
+        # features: [N, *feature_shape], row i a function of image i only
+        features = np.asarray(features)
+        if np.issubdtype(features.dtype, np.integer):
+            if features.size and (features.min() < np.iinfo(np.int32).min
+                                  or features.max() > np.iinfo(np.int32).max):
+                raise DatasetError(f"{source.name}/{source.split}: integer features out of "
+                                   f"the int32 range")
+            features = features.astype(np.int32)
+        else:
+            features = features.astype(np.float32)
         if len(features) != source.num_examples:
             raise DatasetError(f"{source.name}/{source.split}: {len(features)} feature rows "
                                f"for {source.num_examples} images")
@@ -184,14 +193,14 @@ class FeatureSource(ImageSource):
         self.provenance = source.provenance
         self._source = source
         with tf.device("/CPU:0"):
-            self._features = tf.convert_to_tensor(features)  # float32 [N, *feature_shape]
+            self._features = tf.convert_to_tensor(features)  # [N, *feature_shape]
             self._labels = source._labels  # int32 [N]
 
     def __repr__(self) -> str:
         return f"FeatureSource({self._source!r}, features {self.feature_shape})"
 
     def arrays(self):
-        """(float32 [N, *feature_shape], int32 [N]) numpy copies."""
+        """(features [N, *feature_shape] (float32 or int32), labels int32 [N]) numpy copies."""
         return self._features.numpy(), self._labels.numpy()
 
     def fingerprint(self, count: int | None = None) -> str:
@@ -199,7 +208,7 @@ class FeatureSource(ImageSource):
         return self._source.fingerprint(count)
 
     def _gather(self, index):
-        """int64 [B] -> (float32 [B, *feature_shape], int32 [B])."""
+        """int64 [B] -> (features [B, *feature_shape], int32 [B])."""
         return tf.gather(self._features, index), tf.gather(self._labels, index)
 
 

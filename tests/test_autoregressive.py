@@ -162,6 +162,37 @@ def test_perceptual_step_trains_the_prior_and_leaves_the_tokenizer_alone():
     assert any(np.abs(w.numpy() - b).max() > 0 for w, b in zip(model.prior.weights, prior_before))
 
 
+def test_cached_codes_give_the_steps_what_tokenizing_each_batch_gives():
+    """cross_entropy and mse train on codes tokenized once per fit: the cached batches
+    are the per-batch codes of the same images in the same order, and a step on them
+    gives the same terms as a step on the images; perceptual keeps the images."""
+    from data import FeatureSource, ImageSource
+    model = _model()
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (29, 16, 16, 3), dtype=np.uint8)
+    source = ImageSource("toy", "train", images, rng.integers(0, 3, 29), ["a", "b", "c"], "test")
+    cached = model.training_source(source)
+    assert isinstance(cached, FeatureSource) and cached.feature_shape == (16,)
+    kw = dict(shuffle_seed=3, epoch=1, skip_batches=1, drop_remainder=True)
+    pairs = list(zip(cached.batches(4, **kw), source.batches(4, **kw)))
+    assert len(pairs) == 6
+    for (codes, labels), (x, x_labels) in pairs:
+        assert codes.dtype == tf.int32
+        np.testing.assert_array_equal(labels, x_labels)
+        np.testing.assert_array_equal(codes, model.tokenizer.tokens(x))
+    (codes, labels), (x, _) = pairs[0]
+    for name in ("cross_entropy", "mse"):
+        model.loss_fn = LOSSES[name]
+        on_codes = model._terms((codes, labels), evaluation=True)
+        on_images = model._terms((x, labels), evaluation=True)
+        for key in on_codes:
+            np.testing.assert_allclose(on_codes[key], on_images[key], rtol=1e-6)
+    model.loss_fn = LOSSES["perceptual"]
+    assert model.training_source(source) is source
+    with pytest.raises(ValueError, match="compares images"):
+        model._terms((codes, labels), evaluation=True)
+
+
 # ------------------------------------------------------------------ transformer
 def _prior(length=12, num_codes=7):
     keras.utils.set_random_seed(1)

@@ -260,6 +260,24 @@ def test_patchify_folds_the_latent_and_the_unet_sees_the_folded_side():
         _tiny_config(unet_input_side=3).validate()
 
 
+def test_a_patched_unet_wider_than_its_first_level_can_copy_its_input():
+    """8x8x32 in 2x2 patches is 128 channels per position against a first level of 16:
+    the output layer also sees the patched input, so eps_hat = z_t (what eps is at high
+    noise) is representable. Set the to_eps kernel to pass those channels through: the
+    U-Net must then return z_t itself, position for position (patch order included)."""
+    from models.diffusion.networks import build_unet
+    unet = build_unet((8, 8, 32), (16, 16), 1, 0, 2, 3, patch=2)
+    to_eps = unet.get_layer("to_eps")
+    kernel = np.zeros(to_eps.kernel.shape, np.float32)  # [3, 3, 16 + 128, 128]
+    kernel[1, 1, 16:, :] = np.eye(128)
+    to_eps.kernel.assign(kernel)
+    z = tf.random.stateless_normal([2, 8, 8, 32], [5, 6])
+    out = unet([z, tf.constant([3, 900]), tf.constant([0, 3])])
+    np.testing.assert_allclose(out, z, rtol=1e-6, atol=1e-6)
+    unpatched = build_unet((4, 4, 8), (16, 16), 1, 0, 2, 3)  # 8 channels < 16: no skip
+    assert "input_skip" not in [layer.name for layer in unpatched.layers]
+
+
 @pytest.mark.parametrize("kernel_size, shape", [(3, [2, 4, 4, 6]), (1, [3, 2, 2, 5]),
                                                 (3, [2, 7, 5, 3])])
 def test_same_conv_equals_keras_conv_in_value_and_gradients(kernel_size, shape):

@@ -8,7 +8,8 @@ reduces them to the replica's share of the global-batch mean)::
 ``logits[:, i]`` is the prior's prediction of code i from the label and codes < i
 (teacher forcing); ``codes`` are the tokenizer's codes of ``images``. The token terms
 are means over the n positions (the scale of one token); only ``perceptual`` reads
-``images`` and the frozen ``tokenizer``.
+``images`` and the frozen ``tokenizer``: it is marked ``needs_images``, and the
+others are given ``images=None`` when the prior trains on codes cached once per fit.
 """
 from __future__ import annotations
 
@@ -97,6 +98,14 @@ def perceptual(logits, codes, images, tokenizer, config):
     distance = feature_distance(tokenizer.features(soft),
                                 [tf.stop_gradient(f) for f in tokenizer.features(images)])
     return token_cross_entropy(logits, codes) + config.perceptual_weight * distance
+
+
+perceptual.needs_images = True
+
+
+def needs_images(loss) -> bool:
+    """Whether a prior loss reads the images (else it is given codes only)."""
+    return bool(getattr(loss, "needs_images", False))
 
 
 LOSSES = {

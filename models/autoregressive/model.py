@@ -12,8 +12,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from data.sources import FeatureSource
 from models.autoregressive.config import check_context, token_grid
-from models.autoregressive.losses import LOSSES, token_cross_entropy, tokenizer_terms
+from models.autoregressive.losses import (LOSSES, needs_images, token_cross_entropy,
+                                          tokenizer_terms)
 from models.autoregressive.networks import (TransformerPrior, build_decoder, build_encoder,
                                             feature_model)
 from models.autoregressive.quantizer import (code_statistics, ema_codebook_update,
@@ -230,15 +232,39 @@ class AutoregressivePrior(GenerativeModel):
         return self.prior((labels, codes[:, :-1]), training=training)
 
     # ------------------------------------------------------------- steps
+    def training_source(self, source):
+        """The tokenizer is frozen and an image's codes are a function of the image
+        alone, so a loss that reads only the codes (``needs_images`` false: cross_entropy,
+        mse) trains on codes computed once per fit: a FeatureSource of int32 [N, n]. The
+        perceptual loss compares images, so its steps take the images and tokenize them."""
+        if needs_images(self.loss_fn):
+            return source
+        tokens = tf.function(self.tokenizer.tokens, autograph=False)
+        codes = [tokens(images).numpy() for images, _ in source.batches(500)]
+        return FeatureSource(source, np.concatenate(codes))
+
+    def step_codes(self, x):
+        """A step's input -> (codes [b, n] int32, images or None): the cached codes of
+        ``training_source``, or images [b, H, W, C] tokenized here."""
+        if x.dtype.is_integer:
+            if x.shape.rank != 2 or x.shape[1] not in (None, self.num_tokens):
+                raise ValueError(f"the prior's steps take codes [b, {self.num_tokens}] or "
+                                 f"images, got {tuple(x.shape)}")
+            if needs_images(self.loss_fn):
+                raise ValueError(f"the {self.config.loss!r} loss compares images: give its "
+                                 f"steps images, not codes")
+            return tf.cast(x, tf.int32), None
+        self.check_images(x)
+        return self.tokenizer.tokens(x), x
+
     def _terms(self, data, evaluation, tape=None):
         x, labels = data
-        self.check_images(x)
-        codes = self.tokenizer.tokens(x)  # [b, n]
-        b = tf.shape(x)[0]
+        codes, images = self.step_codes(x)  # [b, n]
+        b = tf.shape(codes)[0]
         drop = self.uniform(b, [], _SALT_DROP, evaluation=evaluation) < self.config.label_dropout
         y = tf.where(drop, tf.fill([b], self.null_label), tf.cast(labels, tf.int32))
         logits = self.prior((y, codes[:, :-1]), training=not evaluation)  # [b, n, K]
-        return {"loss": self.replica_mean(self.loss_fn(logits, codes, x, self.tokenizer,
+        return {"loss": self.replica_mean(self.loss_fn(logits, codes, images, self.tokenizer,
                                                        self.config)),
                 "nll": self.replica_mean(token_cross_entropy(logits, codes))}
 

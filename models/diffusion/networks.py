@@ -229,8 +229,10 @@ def build_unet(latent_shape, widths, blocks: int, attention_side: int, heads: in
 
     y = num_classes is the null label (classifier-free guidance). With ``patch``
     p > 1 the latent is first folded into p x p patches ([b, s/p, s/p, p*p*c]) and
-    the prediction unfolded at the end. Levels run at sides s/p, s/2p, ... (one
-    per width); ``blocks`` residual blocks per level down, ``blocks + 1`` up (with
+    the prediction unfolded at the end; when the folded input has more channels than
+    the first level's width, the output layer also sees it (an input skip: without it
+    p*p*c outputs would pass through widths[0] features). Levels run at sides s/p,
+    s/2p, ... (one per width); ``blocks`` residual blocks per level down, ``blocks + 1`` up (with
     skip concatenations), self-attention after each block at sides <=
     ``attention_side``, and a residual-attention-residual middle.
     """
@@ -254,8 +256,8 @@ def build_unet(latent_shape, widths, blocks: int, attention_side: int, heads: in
     def attend(h, current_side, tag):
         return SelfAttention(heads, name=f"attn_{tag}")(h) if current_side <= attention_side else h
 
-    h = Patchify(patch, name="patchify")(z_in) if patch > 1 else z_in
-    h = SameConv2D(widths[0], 3, name="stem")(h)
+    patch_input = Patchify(patch, name="patchify")(z_in) if patch > 1 else z_in
+    h = SameConv2D(widths[0], 3, name="stem")(patch_input)
     skips, current = [h], side
     for level, width in enumerate(widths):
         for b in range(blocks):
@@ -279,6 +281,11 @@ def build_unet(latent_shape, widths, blocks: int, attention_side: int, heads: in
             h = SameConv2D(widths[level], 3, name=f"up{level}_conv")(h)
             current *= 2
     h = ops.silu(layers.GroupNormalization(_groups(widths[0]), name="out_norm")(h))
+    if patch_input.shape[-1] > widths[0]:
+        # A patched input has p*p*c channels, more than the first level's width: without
+        # this skip every eps_hat would pass through widths[0] features per position,
+        # a rank bottleneck (at high noise eps ~ z_t, which then cannot be copied).
+        h = layers.Concatenate(name="input_skip")([h, patch_input])
     # Zero-initialised output: the untrained model predicts eps_hat = 0 (DDPM's init).
     eps = SameConv2D(latent_shape[-1] * patch * patch, 3, kernel_initializer="zeros",
                      name="to_eps")(h)
