@@ -6,10 +6,10 @@
 
 For each codebook size K: train images/s of stage 1 (the tokenizer, at its batch),
 train tokens/s of stage 2 (the prior, at its batch: on images, the frozen encoder's
-forward pass included, as the perceptual loss trains; and on codes tokenized once per fit,
-as cross_entropy and mse train; n = 64 tokens per 32x32 image), and images/s of sampling with the key/value
-cache and with full recomputation of the prefix at every position, each the best of
-``--rounds`` timings after a warm-up.
+forward pass included, as the perceptual loss trains; and on codes tokenized once per
+fit, as cross_entropy and mse train; n = 64 tokens per 32x32 image), and images/s of
+sampling with the key/value cache and with full recomputation of the prefix at every
+position, each the best of ``--rounds`` timings after a warm-up.
 
 FLOP/s are *model* FLOPs: TensorFlow's profiler counts the floating-point operations
 of each network's forward graph (matmuls, convolutions, attention, normalisation); a
@@ -116,7 +116,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     family = get_family("autoregressive")
     peak = matmul_flops_per_s(tf.float32)
-    print(f"autoregressive family, {args.profile} preset, {args.size}x{args.size}x{args.channels}; TF "
+    shape = f"{args.size}x{args.size}x{args.channels}"
+    print(f"autoregressive family, {args.profile} preset, {shape}; TF "
           f"{tf.__version__}, {os.cpu_count()} CPU(s); large matmul (4096^2) float32 "
           f"{peak / 1e9:.1f} GFLOP/s", flush=True)
     for latent in args.latents:

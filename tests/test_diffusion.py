@@ -274,8 +274,16 @@ def test_a_patched_unet_wider_than_its_first_level_can_copy_its_input():
     z = tf.random.stateless_normal([2, 8, 8, 32], [5, 6])
     out = unet([z, tf.constant([3, 900]), tf.constant([0, 3])])
     np.testing.assert_allclose(out, z, rtol=1e-6, atol=1e-6)
-    unpatched = build_unet((4, 4, 8), (16, 16), 1, 0, 2, 3)  # 8 channels < 16: no skip
-    assert "input_skip" not in [layer.name for layer in unpatched.layers]
+    # eps_skip: the untrained (zero-output) network predicts sqrt(1 - alpha_bar_t) z_t
+    table = np.linspace(0.1, 1.0, 1000)
+    unet = build_unet((8, 8, 32), (16, 16), 1, 0, 2, 3, patch=2, eps_skip=table)
+    t = tf.constant([3, 900])
+    out = unet([z, t, tf.constant([0, 3])])
+    np.testing.assert_allclose(out, z * table[[3, 900]].reshape(2, 1, 1, 1).astype(np.float32),
+                               rtol=1e-6, atol=1e-6)
+    unpatched = build_unet((4, 4, 8), (16, 16), 1, 0, 2, 3, eps_skip=table)  # 8 < 16: plain
+    names = [layer.name for layer in unpatched.layers]
+    assert "input_skip" not in names and "eps_skip" not in names
 
 
 @pytest.mark.parametrize("kernel_size, shape", [(3, [2, 4, 4, 6]), (1, [3, 2, 2, 5]),

@@ -138,7 +138,8 @@ class LatentDiffusion(GenerativeModel):
         self.schedule = Schedule.from_config(config)
         unet_args = (self.latent_shape, config.unet_widths, config.unet_blocks,
                      config.attention_side, config.attention_heads, config.num_classes,
-                     unet_patch(config, self.latent_shape[0]))
+                     unet_patch(config, self.latent_shape[0]),
+                     np.sqrt(1.0 - self.schedule.alpha_bar))
         self.unet = build_unet(*unet_args)
         self.ema_unet = build_unet(*unet_args, name="ema_unet")
         self.ema_unet.trainable = False

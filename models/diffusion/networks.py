@@ -223,15 +223,36 @@ class Patchify(layers.Layer):
         return {**super().get_config(), "patch": self.patch, "inverse": self.inverse}
 
 
+class ScaledInput(layers.Layer):
+    """[z_t [b, ...], t [b] int32] -> table[t] * z_t, with a fixed per-step ``table`` [T]."""
+
+    def __init__(self, table, **kwargs):
+        super().__init__(**kwargs)
+        self.table = [float(v) for v in table]
+
+    def call(self, z, t):
+        scale = ops.take(ops.convert_to_tensor(self.table, dtype=z.dtype), t)  # [b]
+        return z * ops.reshape(scale, [-1] + [1] * (len(z.shape) - 1))
+
+    def get_config(self):
+        return {**super().get_config(), "table": self.table}
+
+
 def build_unet(latent_shape, widths, blocks: int, attention_side: int, heads: int,
-               num_classes: int, patch: int = 1, name="unet") -> keras.Model:
+               num_classes: int, patch: int = 1, eps_skip=None, name="unet") -> keras.Model:
     """[z_t [b, s, s, c], t [b] int32, y [b] int32] -> eps_hat [b, s, s, c].
 
     y = num_classes is the null label (classifier-free guidance). With ``patch``
     p > 1 the latent is first folded into p x p patches ([b, s/p, s/p, p*p*c]) and
     the prediction unfolded at the end; when the folded input has more channels than
-    the first level's width, the output layer also sees it (an input skip: without it
-    p*p*c outputs would pass through widths[0] features). Levels run at sides s/p,
+    the first level's width, two skips (only then; otherwise the U-Net is plain):
+    the output layer also sees it (without it p*p*c outputs would pass through
+    widths[0] features), and ``eps_skip`` (a [T] table, sqrt(1 - alpha_bar_t)) adds
+    eps_skip[t] * z_t to the prediction: the linear
+    least-squares estimate of eps from z_t for unit-variance latents, which the network
+    then corrects (EDM's c_skip, Karras et al. 2022, in eps-prediction form). At high
+    noise eps ~ z_t must be copied almost exactly (DDIM multiplies the error there), and
+    widths[0] features cannot carry p*p*c channels. Levels run at sides s/p,
     s/2p, ... (one per width); ``blocks`` residual blocks per level down, ``blocks + 1`` up (with
     skip concatenations), self-attention after each block at sides <=
     ``attention_side``, and a residual-attention-residual middle.
@@ -291,4 +312,7 @@ def build_unet(latent_shape, widths, blocks: int, attention_side: int, heads: in
                      name="to_eps")(h)
     if patch > 1:
         eps = Patchify(patch, inverse=True, name="unpatchify")(eps)
+    if eps_skip is not None and patch_input.shape[-1] > widths[0]:
+        linear = ScaledInput(eps_skip, name="scaled_z_t")(z_in, t_in)  # [b, s, s, c]
+        eps = layers.Add(name="eps_skip")([eps, linear])
     return keras.Model([z_in, t_in, y_in], eps, name=name)
