@@ -164,30 +164,22 @@ def downsamplings(image_side: int, latent_side: int) -> int:
 #: Per-profile overrides (one per profile of ``experiments/profiles.py``). The
 #: "ae_train" / "train" entries set each stage's training length (TrainConfig
 #: fields) where the profile's default does not fit the recipe.
-#: quick: 1,000 autoencoder steps of 64 and (until the budget note below) 2,000 denoiser
-#: steps of 128. With two
-#: residual blocks per U-Net level this reached fd_eval 3.25 on Fashion-MNIST
-#: (diffusion/mse@128, 2,000 samples, 3-channel data) but its denoiser took about
-#: 16 minutes on 2 cores (~0.49 s a step), over the profile's 10-minute budget per run;
-#: with one block per level (unet_blocks=1) the step measured 0.44 s on a quiet machine,
-#: so the U-Net's depth is not what makes it slow (to profile: the frozen encoder's
-#: forward pass and GroupNorm per step). Committed result with this preset, 1-channel
-#: data, guidance 1: fd_eval 5.95 (autoencoder 621 s, denoiser 1,003 s, both partly
-#: contended).
+#: quick: 1,000 autoencoder steps of 64 and 1,600 denoiser steps of 128, one residual block
+#: per U-Net level (two reached fd_eval 3.25 on 3-channel data but took ~16 minutes a
+#: run). The denoiser's steps consume the frozen encoder's moments, computed once per fit
+#: (``LatentDiffusion.training_source``; the encoder was a third of a step's FLOPs), and
+#: ``unet_input_side`` 4 folds the 8x8x32 latent of the 2048 rows into 2x2 patches (a
+#: 4x4x128 input): their step measured 0.86 s unpatched, 0.22 s patched
+#: (``python benchmarks/bench_diffusion.py --channels 1``, best of 3; z128 0.24 s).
+#: Measured on Fashion-MNIST (seed 0, 2 cores, after the tf.data stall fix):
+#: autoencoder z128 187 s, denoiser mse@128 307 s, fd_eval 1.93.
 #: guidance_scale 2: classifier-free guidance (Ho & Salimans 2022) is a sampler setting,
-#: so it was swept on that finished run (2,000 samples, seed 777, DDIM 50 steps;
-#: ``python -m experiments.sample RUN --n 2000 --seed 777 --set guidance_scale=G``, then
-#: ``python -m metrics score RUN --samples ...``): fd_eval / recall at scale 1.0 5.95 /
+#: so it was swept on an earlier finished mse@128 run (2,000 samples, seed 777, DDIM 50
+#: steps; ``python -m experiments.sample RUN --n 2000 --seed 777 --set guidance_scale=G``,
+#: then ``python -m metrics score RUN --samples ...``): fd_eval / recall at scale 1.0 5.95 /
 #: 0.25, 1.5 4.53 / 0.25, 2.0 3.75 / 0.22, 3.0 3.05 / 0.19, 4.0 2.78 / 0.16. Higher scales
 #: keep lowering fd_eval by giving up diversity (recall); 2 takes most of the gain for
 #: a recall loss of 0.03. Chosen on the row it is reported for: a caveat the README states.
-#: Time budget (10 minutes a run): the denoiser's steps now consume the frozen
-#: encoder's moments, computed once per fit (``LatentDiffusion.training_source``; the
-#: encoder was a third of a step's FLOPs), and ``unet_input_side`` 4 folds the 8x8x32
-#: latent of the 2048 rows into 2x2 patches (a 4x4x128 input): their step measured
-#: 0.86 s before, 0.22 s after (``python benchmarks/bench_diffusion.py --channels 1``,
-#: best of 3: z128 0.24 s). 1,600 denoiser steps of 128 (was 2,000) keep a run,
-#: encoding included, under 10 minutes on 2 cores (diffusion/mse@128: 545 s).
 #: The patches' bottleneck, found and removed: folded, the 8x8x32 latent of the 2048 rows
 #: is 128 channels per position while the U-Net's first level is 64 wide, so every
 #: eps_hat passed through 64 features (validation eps-MSE ended at 0.56, against 0.069
@@ -203,8 +195,8 @@ def downsamplings(image_side: int, latent_side: int) -> int:
 #: with these skips also adds sqrt(1 - alpha_bar_t) z_t to its output (``eps_skip``,
 #: the linear estimate of eps; EDM's c_skip in eps form) and learns the correction:
 #: diffusion/mse@2048 fd_eval 20.38 -> 10.31, recall 0.0 -> 0.09, garment shapes in
-#: samples.png (seed 0, same autoencoder, 1,600 steps, 498 s of fit sharing the cores
-#: with another run). The 128 rows' U-Net has neither skip and is unchanged.
+#: samples.png (seed 0, same autoencoder, 1,600 steps, 354 s of fit). The 128 rows'
+#: U-Net has neither skip and is unchanged.
 PRESETS = {
     "smoke": {"ae_widths": (8, 8, 16, 16), "ae_batch_size": 8, "unet_widths": (16, 16),
               "attention_heads": 2, "sampling_steps": 4},
