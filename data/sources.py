@@ -196,6 +196,14 @@ class FeatureSource(ImageSource):
             self._features = tf.convert_to_tensor(features)  # [N, *feature_shape]
             self._labels = source._labels  # int32 [N]
 
+    @classmethod
+    def computed(cls, source: ImageSource, fn, batch_size: int = 500) -> "FeatureSource":
+        """``fn`` (images [B, H, W, C] -> features [B, ...], e.g. a frozen first stage)
+        run once over the split in file order, compiled: the FeatureSource of its outputs."""
+        compiled = tf.function(fn, autograph=False)
+        return cls(source, np.concatenate([compiled(images).numpy()
+                                           for images, _ in source.batches(batch_size)]))
+
     def __repr__(self) -> str:
         return f"FeatureSource({self._source!r}, features {self.feature_shape})"
 

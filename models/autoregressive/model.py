@@ -239,9 +239,7 @@ class AutoregressivePrior(GenerativeModel):
         perceptual loss compares images, so its steps take the images and tokenize them."""
         if needs_images(self.loss_fn):
             return source
-        tokens = tf.function(self.tokenizer.tokens, autograph=False)
-        codes = [tokens(images).numpy() for images, _ in source.batches(500)]
-        return FeatureSource(source, np.concatenate(codes))
+        return FeatureSource.computed(source, self.tokenizer.tokens)
 
     def step_codes(self, x):
         """A step's input -> (codes [b, n] int32, images or None): the cached codes of

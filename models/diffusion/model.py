@@ -194,9 +194,7 @@ class LatentDiffusion(GenerativeModel):
         steps still draw a fresh posterior sample from them. Pixel space: the images."""
         if self.autoencoder is None:
             return source
-        encode = tf.function(self.encoder_moments, autograph=False)
-        moments = [encode(images).numpy() for images, _ in source.batches(500)]
-        return FeatureSource(source, np.concatenate(moments))
+        return FeatureSource.computed(source, self.encoder_moments)
 
     def on_train_start(self, train_source):
         """LDM's scale factor: 1 / std of the posterior means of the first training images."""

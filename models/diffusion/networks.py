@@ -244,18 +244,16 @@ def build_unet(latent_shape, widths, blocks: int, attention_side: int, heads: in
 
     y = num_classes is the null label (classifier-free guidance). With ``patch``
     p > 1 the latent is first folded into p x p patches ([b, s/p, s/p, p*p*c]) and
-    the prediction unfolded at the end; when the folded input has more channels than
-    the first level's width, two skips (only then; otherwise the U-Net is plain):
-    the output layer also sees it (without it p*p*c outputs would pass through
-    widths[0] features), and ``eps_skip`` (a [T] table, sqrt(1 - alpha_bar_t)) adds
-    eps_skip[t] * z_t to the prediction: the linear
-    least-squares estimate of eps from z_t for unit-variance latents, which the network
-    then corrects (EDM's c_skip, Karras et al. 2022, in eps-prediction form). At high
-    noise eps ~ z_t must be copied almost exactly (DDIM multiplies the error there), and
-    widths[0] features cannot carry p*p*c channels. Levels run at sides s/p,
-    s/2p, ... (one per width); ``blocks`` residual blocks per level down, ``blocks + 1`` up (with
-    skip concatenations), self-attention after each block at sides <=
-    ``attention_side``, and a residual-attention-residual middle.
+    the prediction unfolded at the end. Only when the (folded) input has more channels
+    than the first level's width, two skips (else the U-Net is plain), because
+    widths[0] features cannot carry them and at high noise eps ~ z_t must be copied
+    almost exactly (DDIM multiplies the error there): the output layer also sees the
+    input, and ``eps_skip`` (a [T] table, sqrt(1 - alpha_bar_t)) adds eps_skip[t] * z_t,
+    the linear least-squares estimate of eps from z_t for unit-variance latents, which
+    the network then corrects (EDM's c_skip, Karras et al. 2022, in eps form).
+    Levels run at sides s/p, s/2p, ... (one per width); ``blocks`` residual blocks per
+    level down, ``blocks + 1`` up (with skip concatenations), self-attention after each
+    block at sides <= ``attention_side``, and a residual-attention-residual middle.
     """
     side = latent_shape[0] // patch
     if latent_shape[0] % patch:
@@ -302,17 +300,17 @@ def build_unet(latent_shape, widths, blocks: int, attention_side: int, heads: in
             h = SameConv2D(widths[level], 3, name=f"up{level}_conv")(h)
             current *= 2
     h = ops.silu(layers.GroupNormalization(_groups(widths[0]), name="out_norm")(h))
-    if patch_input.shape[-1] > widths[0]:
-        # A patched input has p*p*c channels, more than the first level's width: without
-        # this skip every eps_hat would pass through widths[0] features per position,
-        # a rank bottleneck (at high noise eps ~ z_t, which then cannot be copied).
+    wide_input = patch_input.shape[-1] > widths[0]
+    if wide_input:
+        # Without this skip every eps_hat would pass through widths[0] features per
+        # position: a rank bottleneck for p*p*c > widths[0] outputs.
         h = layers.Concatenate(name="input_skip")([h, patch_input])
     # Zero-initialised output: the untrained model predicts eps_hat = 0 (DDPM's init).
     eps = SameConv2D(latent_shape[-1] * patch * patch, 3, kernel_initializer="zeros",
                      name="to_eps")(h)
     if patch > 1:
         eps = Patchify(patch, inverse=True, name="unpatchify")(eps)
-    if eps_skip is not None and patch_input.shape[-1] > widths[0]:
+    if eps_skip is not None and wide_input:
         linear = ScaledInput(eps_skip, name="scaled_z_t")(z_in, t_in)  # [b, s, s, c]
         eps = layers.Add(name="eps_skip")([eps, linear])
     return keras.Model([z_in, t_in, y_in], eps, name=name)
