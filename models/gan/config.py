@@ -178,7 +178,8 @@ PRESETS = {
     # precision / recall were 14.54 / 0.35 / 0.016 at psi 1.0, 17.27 / 0.49 / 0.011 at 0.7
     # and 19.76 / 0.69 / 0.0 at 0.5: fidelity up, diversity and the Frechet distance worse.
     "quick": {**WIDTH_PRESETS["small"], "d_steps": 1,
-              "g_learning_rate": 0.0025, "d_learning_rate": 0.0025,
+              "g_learning_rate": STYLEGAN2_ADA_CIFAR["g_learning_rate"],
+              "d_learning_rate": STYLEGAN2_ADA_CIFAR["d_learning_rate"],
               "train": {"epochs": 17, "steps_per_epoch": 200}},
     "paper": dict(STYLEGAN2_ADA_CIFAR),
 }
