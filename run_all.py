@@ -122,7 +122,7 @@ def main(argv=None) -> int:
 def _main(argv=None) -> int:
     args = parse_args(argv)
     from data import DatasetError, native_channels, open_dataset
-    from training.config import ConfigError
+    from common.config import ConfigError
     from experiments.profiles import get_profile
     from experiments.runner import (check_builds, check_reusable, check_shared_stages,
                                     execute_run, is_complete, plan_run, read_metrics,
@@ -371,7 +371,7 @@ def check_writable(folder, what, fix):
     """Refuse, before anything trains, a folder no file can be written in (a file in the
     way, a read-only mount, no permission): each run would otherwise fail at its first
     write, after its training."""
-    from training.artifacts import writable_dir_problem
+    from common.files import writable_dir_problem
 
     problem = writable_dir_problem(folder)
     if problem:
@@ -464,7 +464,7 @@ def complete_runs(out_dir, tables, profile, args, num_classes):
     so that rerunning a subset keeps the other rows of the tables."""
     from experiments.runner import RunError, plan_run, read_metrics, recorded_identity
     from models import UnknownFamilyError
-    from training.config import ConfigError
+    from common.config import ConfigError
 
     found = []
     runs_dir = os.path.join(out_dir, "runs")

@@ -35,7 +35,7 @@ from benchmarks.bench_diffusion import best_time, forward_flops, train_step_fn  
 from benchmarks.bench_gan import matmul_flops_per_s  # noqa: E402
 from models import get_family  # noqa: E402
 from models.autoregressive.losses import needs_images  # noqa: E402
-from training.config import from_dict  # noqa: E402
+from common.config import from_dict  # noqa: E402
 
 
 def _time_train(name, net, batch, flops, per, shape, rng, rounds, codes=0):

@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.bench_gan import matmul_flops_per_s  # noqa: E402
 from models import get_family  # noqa: E402
-from training.config import from_dict  # noqa: E402
+from common.config import from_dict  # noqa: E402
 
 
 def forward_flops(model, *specs) -> int:

@@ -71,7 +71,7 @@ class QualityProbe(keras.callbacks.Callback):
 
 
 def _stage_seconds(plan) -> float:
-    from training import artifacts
+    from common import files as artifacts
 
     total = 0.0
     for stage in plan.stages:
@@ -81,9 +81,10 @@ def _stage_seconds(plan) -> float:
 
 
 def _plot(points, path, title):
-    from training import artifacts
+    from common import files as artifacts
+    from common import figures
 
-    plt = artifacts.pyplot()
+    plt = figures.pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for family in BASELINES:
         mine = [p for p in points if p["family"] == family]
@@ -98,7 +99,7 @@ def _plot(points, path, title):
     ax.set_yscale("log")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    artifacts.save_figure(plt, fig, path, title)
+    figures.save_figure(plt, fig, path, title)
 
 
 def _markdown(points, context) -> str:
@@ -114,7 +115,7 @@ def _markdown(points, context) -> str:
 
 def final_point(run_dir, family, seed) -> dict | None:
     """(training seconds of all stages, fd_eval) of a complete run folder, or None."""
-    from training import artifacts
+    from common import files as artifacts
 
     path = os.path.join(run_dir, "metrics.json")
     if not os.path.exists(path):
@@ -157,7 +158,7 @@ def tabulate_runs(args) -> int:
 
 
 def _write(out, points, context, title):
-    from training import artifacts
+    from common import files as artifacts
 
     os.makedirs(out, exist_ok=True)
     points.sort(key=lambda p: (list(BASELINES).index(p["family"]), p["epoch"]))
@@ -188,7 +189,7 @@ def main(argv=None) -> int:
     from data import native_channels, open_dataset
     from experiments.profiles import get_profile
     from experiments.runner import execute_run, plan_run
-    from training import artifacts
+    from common import files as artifacts
     from training.strategy import choose_strategy
 
     profile = get_profile(args.profile)

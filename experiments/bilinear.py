@@ -25,8 +25,9 @@ import typing
 
 import numpy as np
 
-from training import artifacts
-from training.config import to_jsonable
+from common import files as artifacts
+from common import figures
+from common.config import to_jsonable
 
 A = np.array([[0.0, 1.0], [-1.0, 0.0]])
 
@@ -168,7 +169,7 @@ def markdown(result: dict, context: str) -> str:
 
 
 def write_figure(path, result: dict, title: str = ""):
-    plt = artifacts._pyplot()
+    plt = figures.pyplot()
     etas = list(next(iter(result["curves"].values())))
     fig, axes = plt.subplots(1, len(etas), figsize=(4.2 * len(etas), 3.6), squeeze=False)
     for ax, eta in zip(axes[0], etas):
@@ -180,7 +181,7 @@ def write_figure(path, result: dict, title: str = ""):
         ax.set_ylabel("theta^2 + phi^2")
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
-    artifacts._save_figure(plt, fig, path, title)
+    figures.save_figure(plt, fig, path, title)
 
 
 def write_reports(out_dir, result: dict, context: str):

@@ -42,7 +42,7 @@ import re
 
 import numpy as np
 
-from training import artifacts
+from common import files as artifacts
 
 #: The curve panels of a family: (train key, validation key, what it is) of ``history.csv``,
 #: ``OBJECTIVE`` standing for the run's own objective (metrics.json's train/val loss keys).

@@ -27,8 +27,10 @@ from experiments.profiles import Profile
 from experiments.tables import Row
 from metrics import RESULT_KEYS, uint8_batches
 from models import get_family
-from training import artifacts
-from training.config import ConfigError, TrainConfig, from_dict, to_jsonable
+from common import files as artifacts
+from experiments import figures as report_figures
+from common.config import ConfigError, from_dict, to_jsonable
+from training.config import TrainConfig
 from training.strategy import is_chief, strategy_name
 from training.trainer import Trainer
 
@@ -422,7 +424,7 @@ def execute_stage(plan: StagePlan, *, train_source, val_source, strategy, verbos
     model = result.model
     real = _real_batch(val_source, train_source)
     reconstructed = np.asarray(model.reconstruct(real))
-    artifacts.write_samples_figure(os.path.join(plan.run_dir, "samples.png"),
+    report_figures.write_samples_figure(os.path.join(plan.run_dir, "samples.png"),
                                    reconstructed, real, columns=8,
                                    title=f"{family.model_name} {plan.stage}: held-out "
                                          f"{plan.dataset} images and their reconstructions",
@@ -531,7 +533,7 @@ def _write_samples(plan, model, val_source, train_source):
     artifacts.write_npz(os.path.join(plan.run_dir, "samples.npz"), images=fake)
     real = _real_batch(val_source, train_source)
     grid = min(64, plan.n_samples)
-    artifacts.write_samples_figure(os.path.join(plan.run_dir, "samples.png"),
+    report_figures.write_samples_figure(os.path.join(plan.run_dir, "samples.png"),
                                    fake[:grid].astype(np.float32) / 127.5 - 1.0,
                                    real[:grid], columns=8,
                                    title=f"{plan.row.model} ({plan.row.loss}) vs "

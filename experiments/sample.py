@@ -36,7 +36,7 @@ def sample_run(run_dir: str, n: int = 64, seed: int = 0, settings: dict | None =
     """uint8 images [n, H, W, C] from the finished run in ``run_dir`` (deterministic in seed)."""
     from experiments.runner import generate_uint8
     from training.checkpoints import RunLoadError, load_run
-    from training.config import ConfigError, apply_overrides
+    from common.config import ConfigError, apply_overrides
 
     loaded = load_run(run_dir)
     model = loaded.model
@@ -65,7 +65,7 @@ def main(argv=None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a sampler field of the run's config")
     args = parser.parse_args(argv)
-    from training import artifacts
+    from common import files as artifacts
     from training.checkpoints import RunLoadError
 
     out = args.out or os.path.join(args.run_dir, f"sampled_seed{args.seed}.png")

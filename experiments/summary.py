@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 
-from training import artifacts
+from common import files as artifacts
 
 COLUMNS = ["family", "model", "loss", "batch_size", "latent_size", "seeds",
            "fid", "fid_std", "is", "is_std", "kid", "kid_std", "precision", "recall",

@@ -27,7 +27,8 @@ from experiments import bilinear, summary
 from experiments.runner import plan_run
 from experiments.tables import Row, SelectorError
 from models.faces.config import mode_overrides
-from training import artifacts
+from common import files as artifacts
+from common import figures
 
 NAMES = ("faces", "bilinear")
 DEFAULT_DATASET = "celeb_a"
@@ -190,7 +191,7 @@ class ControlTimeline(keras.callbacks.Callback):
     def _write_timeline(self, steps):
         """control_timeline.png: up to 8 of the rendered grids, evenly spaced in time."""
         picks = sorted({steps[int(round(k))] for k in np.linspace(0, len(steps) - 1, 8)})
-        plt = artifacts.pyplot()
+        plt = figures.pyplot()
         fig, axes = plt.subplots(1, len(picks), figsize=(2.2 * len(picks), 2.6), squeeze=False)
         from PIL import Image
         for ax, step in zip(axes[0], picks):
@@ -198,7 +199,7 @@ class ControlTimeline(keras.callbacks.Callback):
                 ax.imshow(np.asarray(image), cmap="gray" if image.mode == "L" else None)
             ax.set_title(f"step {step}")
             ax.axis("off")
-        artifacts.save_figure(plt, fig, os.path.join(self.run_dir, "control_timeline.png"),
+        figures.save_figure(plt, fig, os.path.join(self.run_dir, "control_timeline.png"),
                                "control latents over training")
 
 
@@ -227,7 +228,7 @@ def write_diversity_figure(path, rows):
     feature panel says so when no network measured it."""
     from matplotlib.ticker import MaxNLocator
 
-    plt = artifacts.pyplot()
+    plt = figures.pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     titles = ("pixels ([-1, 1])", f"features: {rows[-1].get('feature_network') or PIXELS_ONLY}")
     for ax, (key, real_key, _), title in zip(axes, DIVERSITY_SPACES, titles):
@@ -243,7 +244,7 @@ def write_diversity_figure(path, rows):
         ax.axhline(real[-1][1], color="k", ls="--", label="real images")
         ax.set_ylim(bottom=0)
         ax.legend(fontsize=8)
-    artifacts.save_figure(plt, fig, path, "diversity of the control grid (0 = collapse)")
+    figures.save_figure(plt, fig, path, "diversity of the control grid (0 = collapse)")
 
 
 def _wrap(text, width=70) -> str:
@@ -351,7 +352,7 @@ def _diversity_cell(line, key, real_key) -> str:
 def _write_curves(path, lines, out_dir):
     """thesis_003_curves.png: G loss, D loss and the control grid's diversity (pixels,
     features) of every face run."""
-    plt = artifacts.pyplot()
+    plt = figures.pyplot()
     fig, axes = plt.subplots(1, 4, figsize=(20, 3.6))
     for line in lines:
         run_dir = os.path.join(out_dir, "runs", line["run"])
@@ -373,7 +374,7 @@ def _write_curves(path, lines, out_dir):
         ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    artifacts.save_figure(plt, fig, path, "thesis 003 face GAN: modes and optimisers")
+    figures.save_figure(plt, fig, path, "thesis 003 face GAN: modes and optimisers")
 
 
 def stand_in_note(dataset) -> str:

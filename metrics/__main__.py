@@ -32,7 +32,7 @@ def _train_evaluator(args) -> None:
 
     runtime = pin_runtime()  # first, before any op
     from data import DatasetError, open_dataset
-    from training.config import ConfigError, from_dict
+    from common.config import ConfigError, from_dict
 
     try:
         config = from_dict(EvaluatorConfig, json.loads(args.config or "{}"), where="--config")

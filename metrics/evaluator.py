@@ -221,7 +221,7 @@ def save_evaluator(model: keras.Model, info: dict, folder) -> dict:
         model.save_weights(tmp)
     os.replace(tmp, weights)
     info = {**info, "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}
-    from training.artifacts import write_text  # atomic, with the permissions open() gives
+    from common.files import write_text  # atomic, with the permissions open() gives
 
     write_text(folder / "info.json", json.dumps(info, indent=2, sort_keys=True) + "\n")
     return info

@@ -225,7 +225,7 @@ class FeatureStats:
     def save(self, path) -> None:
         """Write the .npz atomically, then its SHA-256 beside it (``<name>.sha256``), which
         readers check: a file without a matching digest is recomputed, never trusted."""
-        from training.artifacts import atomic_path, write_text
+        from common.files import atomic_path, write_text
 
         path = Path(path)
         with atomic_path(path) as tmp:

@@ -303,7 +303,7 @@ def main(argv=None) -> int:
                         help="write nothing; exit 1 if a stored file differs")
     args = parser.parse_args(argv)
     sys.path.insert(0, ROOT)
-    from training.artifacts import write_text
+    from common.files import write_text
 
     stale = []
     for path, text in expected_files().items():

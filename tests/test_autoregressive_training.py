@@ -13,9 +13,9 @@ from experiments.runner import check_builds, check_shared_stages, is_complete
 from experiments.sample import main as sample_main, sample_run
 from tests.drivers.train_autoregressive import run, tiny_plan
 from tests.drivers.train_vae import weights
-from training import artifacts
+from common import files as artifacts
 from training.checkpoints import load_run
-from training.config import ConfigError
+from common.config import ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -148,7 +148,7 @@ def test_mirrored_two_cpus_equals_one_device(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     arrays = np.load(out)
     from models import get_family
-    from training.config import from_dict
+    from common.config import from_dict
     family = get_family("autoregressive")
     config = from_dict(family.config_cls, family.preset("smoke"))
     tokenizer = family.stages[0].build(config, (32, 32, 3), 8)

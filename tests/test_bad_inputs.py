@@ -538,7 +538,7 @@ def test_0_a_cache_file_recording_another_count_is_not_used(tmp_path, capsys):
 
 
 def test_3_history_csv_keeps_losses_exactly(tmp_path):
-    from training import artifacts
+    from common import files as artifacts
 
     value = 1234.5678901234567
     artifacts.write_csv(tmp_path / "history.csv", [{"epoch": 1, "loss": value}], exact=True)
@@ -625,7 +625,7 @@ def test_16_integer_images_beyond_16_bits_are_refused(tmp_path):
 
 
 def test_17_written_files_get_the_permissions_open_gives(tmp_path):
-    from training import artifacts
+    from common import files as artifacts
 
     old = os.umask(0o022)
     try:

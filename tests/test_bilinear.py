@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from experiments import bilinear
-from training.optimizers import OPTIMIZERS, Extragradient, extrapolates, make_optimizer
+from common.optimizers import OPTIMIZERS, Extragradient, extrapolates, make_optimizer
 
 ETAS = (0.05, 0.2, 0.5, 0.9)
 

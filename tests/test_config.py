@@ -4,7 +4,8 @@ import json
 import pytest
 
 from experiments import table_3_1, table_3_2
-from training.config import ConfigError, TrainConfig, apply_overrides, dumps, from_dict
+from common.config import ConfigError, apply_overrides, dumps, from_dict
+from training.config import TrainConfig
 from experiments.profiles import PROFILES, get_profile
 from experiments.runner import plan_run
 from experiments.tables import Selector, SelectorError

@@ -14,9 +14,9 @@ from experiments.runner import check_shared_stages, is_complete
 from experiments.sample import main as sample_main, sample_run
 from tests.drivers.train_diffusion import run, tiny_plan
 from tests.drivers.train_vae import weights
-from training import artifacts
+from common import files as artifacts
 from training.checkpoints import RunLoadError, load_run
-from training.config import ConfigError
+from common.config import ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

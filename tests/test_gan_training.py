@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from training import artifacts
+from common import files as artifacts
 from training.config import TrainConfig
 from training.trainer import EpochProgress, Trainer
 from models import get_family

@@ -334,7 +334,7 @@ def test_critic_steps_default_to_each_objectives_paper_and_bad_values_fail_up_fr
     from experiments.profiles import get_profile
     from experiments.runner import plan_run
     from experiments.table_3_1 import TABLE
-    from training.config import ConfigError
+    from common.config import ConfigError
 
     assert GANConfig(loss="wasserstein_gp").critic_steps() == 5  # Gulrajani et al., n_critic
     assert GANConfig(loss="hinge").critic_steps() == 1

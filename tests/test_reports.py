@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from experiments import summary, table_3_1
-from training import artifacts
+from common import files as artifacts
 
 
 def test_a_failed_write_leaves_the_previous_file(tmp_path):

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from training import artifacts
+from common import files as artifacts
 from tests.drivers.train_vae import tiny_run, weights
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -14,7 +14,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from training import artifacts
+from common import files as artifacts
+from common.figures import pyplot, save_figure
 
 
 class ProgressBar(keras.callbacks.Callback):
@@ -71,7 +72,7 @@ class HistoryWriter(keras.callbacks.Callback):
         self.rows = [r for r in self.rows if int(r["epoch"]) != epoch + 1] + [row]
         # exact floats: a run resumed after its last epoch reports its losses from here
         artifacts.write_csv(os.path.join(self.run_dir, "history.csv"), self.rows, exact=True)
-        artifacts.write_loss_curves(os.path.join(self.run_dir, "loss_curves.png"), self.rows,
+        write_loss_curves(os.path.join(self.run_dir, "loss_curves.png"), self.rows,
                                   self.loss_pairs, self.title)
 
 
@@ -133,3 +134,28 @@ class Checkpointer(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.save(epochs_done=epoch + 1)
+
+
+def write_loss_curves(path, history: list[dict], pairs: list[tuple[str, str]], title: str = ""):
+    """One panel per (train key, validation key) pair, against the epoch."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(pairs), figsize=(5 * len(pairs), 3.6), squeeze=False)
+    epochs = [int(row["epoch"]) for row in history]
+    for ax, (train_key, val_key) in zip(axes[0], pairs):
+        for key, style in ((train_key, "-o"), (val_key, "--s")):
+            values = [_float(row.get(key)) for row in history]
+            if any(v is not None for v in values):
+                ax.plot(epochs, [np.nan if v is None else v for v in values], style,
+                        label=key, markersize=3)
+        ax.set_xlabel("epoch")
+        ax.set_title(f"{train_key} / {val_key}")
+        ax.legend()
+        ax.grid(alpha=0.3)
+    save_figure(plt, fig, path, title)
+
+
+def _float(value):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None

@@ -15,7 +15,7 @@ import os
 
 import tensorflow as tf
 
-from training.config import ConfigError, from_dict
+from common.config import ConfigError, from_dict
 
 
 class RunLoadError(ValueError):

@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from models.base import GenerativeModel
 from training import callbacks as cbs
-from training import artifacts
+from common import files as artifacts
 from training.config import TrainConfig
 from training.strategy import is_chief
 

@@ -1,5 +1,5 @@
 """Thesis 003's face GAN (appendices 2-4): the listing's networks, trained ``faithful`` (as
-written) or ``fixed`` (as the thesis advises), with any optimiser of ``training.optimizers``."""
+written) or ``fixed`` (as the thesis advises), with any optimiser of ``common.optimizers``."""
 from models import Family, single_stage
 from models.faces.config import PRESETS, FacesConfig
 from models.faces.losses import LOSSES

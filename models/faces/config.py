@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from training.optimizers import check_optimizer_name
+from common.optimizers import check_optimizer_name
 
 
 @dataclasses.dataclass
@@ -20,7 +20,7 @@ class FacesConfig:
     loss: the mode, which names its objective in ``models.faces.losses.LOSSES``:
         "faithful" (the listing's binary cross-entropy, labels generated = 1, real = 0,
         plus label noise, G towards label 0) or "fixed" (non-saturating, Goodfellow 2014).
-    optimizer: a name in ``training.optimizers.OPTIMIZERS`` for both players ("rmsprop",
+    optimizer: a name in ``common.optimizers.OPTIMIZERS`` for both players ("rmsprop",
         "adam", "extra_adam", "past_extra_adam", ...).
     learning_rate, clipvalue, lr_decay: the listing's RMSprop(lr=1e-4, clipvalue=1.0,
         decay=1e-8); Keras 2's ``decay`` is lr / (1 + decay * iterations). clipvalue 0 = off.

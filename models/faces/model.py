@@ -8,7 +8,7 @@ One train step (appendix 4, the listing's loop, in both modes):
    ``train_on_batch`` of the combined model);
 3. EMA of G (if ``ema_kimg`` > 0) and ADA's p (if ``ada``), the GAN family's code.
 
-With an extragradient optimiser (``training.optimizers``) the step above first runs as a
+With an extragradient optimiser (``common.optimizers``) the step above first runs as a
 look-ahead (``extrapolate``, its own noise), then again from the saved point (``apply``).
 Randomness comes only from ``GenerativeModel.normal/uniform`` (seed, step, salt).
 """
@@ -23,7 +23,7 @@ from models.faces.networks import build_discriminator, build_generator
 from models.gan.augment import ADA_NORMALS, ADA_UNIFORMS, ada_adjust, ada_augment
 from models.gan.ema import ema_beta, update_ema
 from models.gan.losses import r1_penalty
-from training.optimizers import extrapolates, make_optimizer
+from common.optimizers import extrapolates, make_optimizer
 
 _STREAM_D = 10        # z, real label noise, fake label noise, ADA (real), ADA (fake)
 _STREAM_G = 30        # z, ADA

@@ -50,7 +50,7 @@ class GANConfig:
     mbstd_group, mbstd_channels: the discriminator's minibatch-stddev layer.
     d_architecture: "resnet" (StyleGAN2's residual discriminator) or "orig" (plain
         blocks, StyleGAN2-ADA's cifar configuration).
-    optimizer: both players' optimiser, a name in ``training.optimizers.OPTIMIZERS``
+    optimizer: both players' optimiser, a name in ``common.optimizers.OPTIMIZERS``
         ("adam", StyleGAN2's; "extra_adam" / "past_extra_adam": Gidel et al. 2019).
     g_learning_rate, d_learning_rate, beta_1, beta_2, epsilon: Adam (StyleGAN2:
         0.002, betas (0, 0.99), eps 1e-8).
@@ -137,7 +137,7 @@ class GANConfig:
 
     def validate(self) -> None:
         """The options' own checks (plan_run calls it before anything trains)."""
-        from training.optimizers import check_optimizer_name
+        from common.optimizers import check_optimizer_name
 
         check_optimizer_name(self.optimizer, "GAN optimizer")
         if self.d_architecture not in ("resnet", "orig"):

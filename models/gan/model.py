@@ -21,7 +21,7 @@ import keras
 import tensorflow as tf
 
 from models.base import GenerativeModel
-from training.optimizers import extrapolates, make_optimizer
+from common.optimizers import extrapolates, make_optimizer
 from models.gan.augment import (ADA_NORMALS, ADA_UNIFORMS, DIFFAUGMENT_UNIFORMS, ada_adjust,
                                 ada_augment, diff_augment, parse_policy)
 from models.gan.ema import ema_beta, update_ema
@@ -128,7 +128,7 @@ class GANModel(GenerativeModel):
 
     def build_optimizers(self):
         cfg = self.config
-        # config.optimizer names both players' optimiser (training.optimizers.OPTIMIZERS):
+        # config.optimizer names both players' optimiser (common.optimizers.OPTIMIZERS):
         # Adam as in StyleGAN2 by default, or e.g. ExtraAdam (Gidel et al. 2019).
         self.g_optimizer = make_optimizer(cfg.optimizer, cfg.g_learning_rate, beta_1=cfg.beta_1,
                                           beta_2=cfg.beta_2, epsilon=cfg.epsilon)

@@ -20,7 +20,8 @@ import tensorflow as tf
 def tiny_run(run_dir, loss="elbo", strategy=None, epochs=2, steps=2, callbacks=(), batch=8,
              build_only=False):
     from data import open_dataset
-    from training.config import TrainConfig, from_dict
+    from common.config import from_dict
+    from training.config import TrainConfig
     from training.trainer import Trainer
     from models import get_family
 

@@ -15,7 +15,7 @@ import tempfile
 
 import numpy as np
 
-from training.config import dumps
+from common.config import dumps
 
 
 def _umask() -> int:
@@ -135,74 +135,6 @@ def write_png(path, array_uint8: np.ndarray, scale: int = 1):
         image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
     with atomic_path(path) as tmp:
         image.save(tmp, format="PNG")
-
-
-def pyplot():
-    """matplotlib.pyplot on the file-only Agg backend."""
-    return _pyplot()
-
-
-def save_figure(plt, fig, path, title: str = ""):
-    """Write ``fig`` to ``path`` as PNG, atomically, and close it."""
-    _save_figure(plt, fig, path, title)
-
-
-def _pyplot():
-    import matplotlib
-    matplotlib.use("Agg")  # files only: no display on servers and CI
-    import matplotlib.pyplot as plt
-    return plt
-
-
-def _save_figure(plt, fig, path, title):
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-
-
-def write_samples_figure(path, generated, real, columns: int = 8, title: str = "",
-                         label: str = "generated"):
-    """Generated grid (or ``label``: e.g. "reconstructed") beside a grid of real images
-    (the thesis's appendix figures)."""
-    plt = _pyplot()
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 5.4))
-    for ax, images, name in ((axes[0], generated, label), (axes[1], real, "real")):
-        grid = image_grid(to_uint8(images), columns)
-        ax.imshow(grid[..., 0] if grid.shape[-1] == 1 else grid,
-                  cmap="gray" if grid.shape[-1] == 1 else None, interpolation="nearest")
-        ax.set_title(name)
-        ax.axis("off")
-    _save_figure(plt, fig, path, title)
-
-
-def write_loss_curves(path, history: list[dict], pairs: list[tuple[str, str]], title: str = ""):
-    """One panel per (train key, validation key) pair, against the epoch."""
-    plt = _pyplot()
-
-    fig, axes = plt.subplots(1, len(pairs), figsize=(5 * len(pairs), 3.6), squeeze=False)
-    epochs = [int(row["epoch"]) for row in history]
-    for ax, (train_key, val_key) in zip(axes[0], pairs):
-        for key, style in ((train_key, "-o"), (val_key, "--s")):
-            values = [_float(row.get(key)) for row in history]
-            if any(v is not None for v in values):
-                ax.plot(epochs, [np.nan if v is None else v for v in values], style,
-                        label=key, markersize=3)
-        ax.set_xlabel("epoch")
-        ax.set_title(f"{train_key} / {val_key}")
-        ax.legend()
-        ax.grid(alpha=0.3)
-    _save_figure(plt, fig, path, title)
-
-
-def _float(value):
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def write_npz(path, **arrays):
