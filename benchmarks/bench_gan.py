@@ -19,9 +19,10 @@ variant alike:
   a naive port.)
 * ``bf16``: ``optimised`` with the convolutions computed in bfloat16
   (``conv_dtype="bfloat16"``; oneDNN's AMX / AVX512-BF16 kernels).
-* ``xla`` (``--xla``): ``optimised`` with ``jit_compile=True``. On CPU, XLA's
-  convolutions are slower than oneDNN's, which is why the config's default
-  (``jit_compile=None``) turns XLA on only where a GPU or TPU is present.
+* ``xla`` (``--xla``): ``optimised`` with the step's units XLA-compiled
+  (``model.configure_steps(jit=True)``, what ``--jit on`` does). On CPU, XLA's
+  convolutions are slower than oneDNN's, which is why ``--jit auto`` turns XLA on only
+  where a GPU or TPU is present.
 
 FLOP/s are *model* FLOPs (2 x multiply-adds of the convolutions and dense
 layers, counted from the layer shapes) per train step, divided by its time:
@@ -94,6 +95,8 @@ def build_step(family, overrides, size, batch):
     model = family.build(config, (size, size, 3), batch, seed=0)
     model(tf.zeros([1, size, size, 3]))
     model.build_optimizers()
+    # XLA is the run's jit (training.runtime), no longer the config's jit_compile
+    model.configure_steps(jit=bool(config.jit_compile))
     strategy = tf.distribute.get_strategy()
 
     @tf.function

@@ -22,6 +22,7 @@ them (the table records the CPU count and the load average at the start).
 from __future__ import annotations
 
 import argparse
+import glob
 import os
 import sys
 import time
@@ -31,6 +32,18 @@ sys.path.insert(0, ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
+
+from common import figures  # noqa: E402
+from common import files as artifacts  # noqa: E402
+from common.run_record import RunMetrics, StageMetrics  # noqa: E402
+from data import native_channels, open_dataset  # noqa: E402
+from experiments.options import Request  # noqa: E402
+from experiments.planning import held_out_split, select_rows  # noqa: E402
+from experiments.profiles import get_profile  # noqa: E402
+from experiments.runner import execute_run, generate_uint8, plan_run  # noqa: E402
+from experiments.scoring import make_scorer  # noqa: E402
+from metrics import uint8_batches  # noqa: E402
+from training.strategy import choose_strategy  # noqa: E402
 
 BASELINES = {"vae": "vae/elbo@128", "gan": "gan/wasserstein_gp@128",
              "diffusion": "diffusion/mse@128",
@@ -58,9 +71,6 @@ class QualityProbe(keras.callbacks.Callback):
         self.started = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        from experiments.runner import generate_uint8
-        from metrics import uint8_batches
-
         probe_start = time.perf_counter()
         trained = probe_start - self.started - self.probing
         fake = generate_uint8(self.model, self.n_samples, seed=self.seed + 777)
@@ -71,19 +81,11 @@ class QualityProbe(keras.callbacks.Callback):
 
 
 def _stage_seconds(plan) -> float:
-    from common import files as artifacts
-
-    total = 0.0
-    for stage in plan.stages:
-        path = os.path.join(stage.run_dir, "metrics.json")
-        total += float(artifacts.read_json(path).get("train_seconds") or 0.0)
-    return total
+    return sum(float(StageMetrics.read(stage.run_dir).train_seconds or 0.0)
+               for stage in plan.stages)
 
 
 def _plot(points, path, title):
-    from common import files as artifacts
-    from common import figures
-
     plt = figures.pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for family in BASELINES:
@@ -115,26 +117,20 @@ def _markdown(points, context) -> str:
 
 def final_point(run_dir, family, seed) -> dict | None:
     """(training seconds of all stages, fd_eval) of a complete run folder, or None."""
-    from common import files as artifacts
-
-    path = os.path.join(run_dir, "metrics.json")
-    if not os.path.exists(path):
+    if not os.path.exists(RunMetrics.path(run_dir)):
         return None
-    metrics = artifacts.read_json(path)
-    stages = sum(float(s.get("train_seconds") or 0.0)
-                 for s in (metrics.get("stages") or {}).values())
-    return {"family": family, "row": BASELINES[family], "epoch": int(metrics["epochs"]),
-            "step": int(metrics["steps"]),
-            "train_seconds": round(stages + float(metrics["train_seconds"]), 1),
-            "fd_eval": float(metrics["fid"]), "kid": float(metrics["kid"]),
-            "target": TARGETS[family], "metric_network": metrics["metric_network"],
-            "n_samples": int(metrics["n_samples"]), "seed": seed}
+    metrics = RunMetrics.read(run_dir)
+    stages = sum(float(s.get("train_seconds") or 0.0) for s in (metrics.stages or {}).values())
+    return {"family": family, "row": BASELINES[family], "epoch": int(metrics.epochs),
+            "step": int(metrics.steps),
+            "train_seconds": round(stages + float(metrics.train_seconds), 1),
+            "fd_eval": float(metrics.fid), "kid": float(metrics.kid),
+            "target": TARGETS[family], "metric_network": metrics.metric_network,
+            "n_samples": int(metrics.n_samples), "seed": seed}
 
 
 def tabulate_runs(args) -> int:
     """The --from-runs mode: one final point per family from complete runs."""
-    import glob
-
     points = []
     for family in args.families:
         loss = BASELINES[family].split("/")[1].split("@")[0]
@@ -158,8 +154,6 @@ def tabulate_runs(args) -> int:
 
 
 def _write(out, points, context, title):
-    from common import files as artifacts
-
     os.makedirs(out, exist_ok=True)
     points.sort(key=lambda p: (list(BASELINES).index(p["family"]), p["epoch"]))
     artifacts.write_csv(os.path.join(out, "quality_budget.csv"), points, COLUMNS)
@@ -185,24 +179,16 @@ def main(argv=None) -> int:
     if args.from_runs:
         return tabulate_runs(args)
 
-    import run_all
-    from data import native_channels, open_dataset
-    from experiments.profiles import get_profile
-    from experiments.runner import execute_run, plan_run
-    from common import files as artifacts
-    from training.strategy import choose_strategy
-
     profile = get_profile(args.profile)
     channels = native_channels(args.dataset)
     out = args.out or os.path.join("reports", profile.name, args.dataset, "quality_budget")
     os.makedirs(out, exist_ok=True)
     train = open_dataset(args.dataset, "train", channels=channels, data_dir=args.data_dir,
                          limit=profile.train_limit)
-    val = open_dataset(args.dataset, run_all.held_out_split(args.dataset), channels=channels,
+    val = open_dataset(args.dataset, held_out_split(args.dataset), channels=channels,
                        data_dir=args.data_dir, limit=profile.val_limit)
-    score_args = argparse.Namespace(metrics="evaluator", inception_weights=None,
-                                    data_dir=args.data_dir, quiet=True)
-    score, network = run_all.make_scorer(score_args, train)
+    score, network = make_scorer(Request(metrics="evaluator", data_dir=args.data_dir,
+                                         quiet=True), train)
     strategy = choose_strategy("auto")
     csv_path = os.path.join(out, "quality_budget.csv")
     points = [dict(r) for r in artifacts.read_csv(csv_path)] if os.path.exists(csv_path) else []
@@ -213,7 +199,7 @@ def main(argv=None) -> int:
             p[key] = float(p[key])
     load = os.getloadavg()[0]
     for family in args.families:
-        selected = run_all.select_rows([BASELINES[family]], ("table_3_1",))
+        selected = select_rows([BASELINES[family]], ("table_3_1",))
         (row,) = selected[0][1]
         plan = plan_run(row, args.seed, profile, dataset=args.dataset, image_size=32,
                         out_dir=out, num_classes=len(train.class_names), channels=channels)

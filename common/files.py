@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import io
 import json
 import os
+import shutil
+import sys
 import tempfile
 
 import numpy as np
@@ -25,6 +28,51 @@ def _umask() -> int:
     return mask
 
 
+class DiskFull(OSError):
+    """No space was left where a file was being written; the message names the folder and
+    its free space. Files are written whole or not at all (here and in the trainer's
+    checkpoints), so what was written before is intact."""
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+_FULL_WORDS = ("No space left on device", "Disk quota exceeded")
+
+
+def is_disk_full(err) -> bool:
+    """True for an error that says the disk (or the user's quota) is full: an OSError
+    with ENOSPC/EDQUOT, or TensorFlow's error for it (a ResourceExhaustedError naming
+    the file and "No space left on device")."""
+    if isinstance(err, DiskFull):
+        return True
+    if isinstance(err, OSError) and err.errno in _FULL:
+        return True
+    return any(words in str(err) for words in _FULL_WORDS)
+
+
+def free_space(folder) -> str:
+    """The free space on the device holding ``folder`` (or its nearest existing parent),
+    in words."""
+    probe = os.path.abspath(os.fspath(folder))
+    while not os.path.isdir(probe) and os.path.dirname(probe) != probe:
+        probe = os.path.dirname(probe)
+    try:
+        free = shutil.disk_usage(probe).free
+    except OSError:
+        return "free space unknown"
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if free >= size:
+            return f"{free / size:.1f} {unit} free"
+    return f"{free} bytes free"
+
+
+def disk_full(folder, what="a file") -> DiskFull:
+    """The one-line error for a full disk while writing ``what`` in ``folder``."""
+    return DiskFull(f"no space left on the device holding {os.path.abspath(folder)} "
+                    f"({free_space(folder)}) while writing {what}; nothing was lost (every "
+                    f"file and checkpoint is written whole or not at all): free some space "
+                    f"and rerun the same command")
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path beside ``path``; rename it over ``path`` on success.
@@ -35,15 +83,21 @@ def atomic_path(path):
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.splitext(path)[1])
-    os.close(fd)
+    tmp = None
     try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-",
+                                   suffix=os.path.splitext(path)[1])
+        os.close(fd)
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+    except OSError as err:
+        if is_disk_full(err) and not isinstance(err, DiskFull):
+            raise disk_full(folder, os.path.basename(path)) from err
+        raise
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
 
 
@@ -83,6 +137,24 @@ def _csv_cell(value, exact=False):
     return value
 
 
+def unencodable_name(path) -> str | None:
+    """Why TensorFlow could not take ``path`` (its file functions take UTF-8 text), or None.
+
+    A name that is not valid in the locale's encoding (a byte such as 0xE9 under
+    ``LC_ALL=C``, or a Latin-1 name under a UTF-8 locale) reaches Python as text with
+    lone surrogates: Python's own file calls manage, TensorFlow's (checkpoints, TensorBoard)
+    fail mid-run."""
+    try:
+        os.fspath(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return (f"the name {ascii(os.fspath(path))} is not valid text in this locale's "
+                f"encoding ({sys.getfilesystemencoding()}), and TensorFlow takes only UTF-8 "
+                f"names: use a path of ASCII characters, or a UTF-8 locale (LC_ALL=C.UTF-8)")
+    except (TypeError, AttributeError):  # bytes: valid UTF-8 or not, TensorFlow reads bytes
+        return None
+    return None
+
+
 def writable_dir_problem(folder) -> str | None:
     """Why no file could be written in ``folder`` (which may not exist yet), or None.
 
@@ -90,6 +162,9 @@ def writable_dir_problem(folder) -> str | None:
     it is still to be made (nothing is left behind): a file in the way, a read-only
     mount and missing permissions all show here rather than at a run's first write.
     """
+    name_problem = unencodable_name(folder)
+    if name_problem:
+        return name_problem
     probe = os.path.abspath(os.fspath(folder))
     while not os.path.lexists(probe) and os.path.dirname(probe) != probe:
         probe = os.path.dirname(probe)

@@ -97,16 +97,17 @@ def how_to_get(name: str) -> str:
     """The fix for a missing dataset: what to download and where to put it."""
     if name in CIFAR_URLS:
         return (f"put {CIFAR_URLS[name]} in DATA_DIR (or DATA_DIR/{name}/) and pass "
-                f"data_dir=DATA_DIR, or run with network access once so tfds can download it")
+                f"--data-dir DATA_DIR (Python: data_dir=DATA_DIR), or run with network access "
+                f"once so tfds can download it")
     if name in IDX_BASE_URLS:
         files = ", ".join(IDX_MD5[name])
         return (f"put the idx files {files} from {IDX_BASE_URLS[name]} in DATA_DIR "
-                f"(or DATA_DIR/{name}/) and pass data_dir=DATA_DIR, or run with network "
-                f"access once so tfds can download it")
+                f"(or DATA_DIR/{name}/) and pass --data-dir DATA_DIR (Python: "
+                f"data_dir=DATA_DIR), or run with network access once so tfds can download it")
     if name == "celeb_a":
         return (f"download img_align_celeba.zip (\"Align&Cropped Images\", linked from "
-                f"{CELEB_A_URL}) and pass data_dir (--data-dir) pointing at it, at the unpacked "
-                f"img_align_celeba/ folder of JPEGs, or at a folder holding either; or run "
-                f"`tfds build celeb_a --data_dir DATA_DIR` once on a machine with network access "
-                f"and pass data_dir=DATA_DIR")
+                f"{CELEB_A_URL}) and pass --data-dir (Python: data_dir) pointing at it, at the "
+                f"unpacked img_align_celeba/ folder of JPEGs, or at a folder holding either; or "
+                f"run `tfds build celeb_a --data_dir DATA_DIR` once on a machine with network "
+                f"access and pass --data-dir DATA_DIR (Python: data_dir=DATA_DIR)")
     return "check the dataset name"

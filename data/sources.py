@@ -249,9 +249,10 @@ def _check_open_args(image_size, channels, limit, seed, data_dir) -> Path | None
     if path.is_file() and path.suffix.lower() == ".zip":  # CelebA's img_align_celeba.zip
         return path
     if not path.is_dir():
-        raise DatasetError(f"data_dir {str(data_dir)!r} does not exist or is not a directory: "
-                           f"create it and put the dataset files there, or pass data_dir=None "
-                           f"to use tfds' default directory")
+        raise DatasetError(f"the data folder {str(data_dir)!r} (--data-dir) does not exist or "
+                           f"is not a folder: create it and put the dataset files there, or "
+                           f"leave --data-dir out (Python: data_dir=None) to use tfds' default "
+                           f"folder")
     return path
 
 
@@ -297,8 +298,8 @@ def _load_named(name: str, split: str, data_dir: Path | None, download: bool,
     if name == "celeb_a" and celeba.find(data_dir) is not None:  # the official JPEGs
         return celeba.load(celeba.find(data_dir), split, image_size, channels, limit)
     if data_dir is not None and data_dir.is_file():
-        raise DatasetError(f"data_dir {data_dir} is a file; only CelebA reads a zip "
-                           f"(img_align_celeba.zip): pass a folder for {name}")
+        raise DatasetError(f"the data folder {data_dir} (--data-dir) is a file; only CelebA "
+                           f"reads a zip (img_align_celeba.zip): pass a folder for {name}")
     offline = _load_offline(name, _search_dirs(data_dir, name), split, limit)
     if offline is not None:
         return offline

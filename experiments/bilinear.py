@@ -30,6 +30,8 @@ from common import figures
 from common.config import to_jsonable
 
 A = np.array([[0.0, 1.0], [-1.0, 0.0]])
+#: the largest step size: beyond it the simultaneous steps' squared norm overflows float64
+MAX_ETA = 1.0
 
 
 @dataclasses.dataclass
@@ -43,10 +45,17 @@ class BilinearConfig:
     adam_epsilon: float = 1e-8
 
     def validate(self):
-        bad = [e for e in self.etas if not (isinstance(e, (int, float)) and e > 0)]
+        # (0, MAX_ETA]: nan and inf are not in it, and every method's squared norm stays
+        # finite in float64 over the paper profile's 1000 steps (simultaneous steps grow
+        # it by 1 + eta^2 per step: 2^1000 ~ 1e301 at eta = 1, inf beyond 1.03)
+        bad = [e for e in self.etas
+               if isinstance(e, bool) or not isinstance(e, (int, float))
+               or not 0 < e <= MAX_ETA]
         if bad or not self.etas:
-            raise ValueError(f"bilinear game: step size(s) {bad or list(self.etas)} are not > 0; "
-                             f"give positive etas, e.g. --bilinear-eta 0.05 0.2 0.5")
+            raise ValueError(f"bilinear game: step size(s) {bad or list(self.etas)} are not > 0 "
+                             f"and <= {MAX_ETA:g}; give step sizes in (0, {MAX_ETA:g}], e.g. "
+                             f"--bilinear-eta 0.05 0.2 0.5 (larger ones overflow float64 within "
+                             f"the paper profile's 1000 steps)")
         if int(self.iterations) < 1:
             raise ValueError(f"bilinear game: iterations must be >= 1, got {self.iterations}")
 

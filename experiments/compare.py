@@ -43,6 +43,8 @@ import re
 import numpy as np
 
 from common import files as artifacts
+from common.config import overrides_label
+from common.run_record import RunConfig, RunMetrics
 
 #: The curve panels of a family: (train key, validation key, what it is) of ``history.csv``,
 #: ``OBJECTIVE`` standing for the run's own objective (metrics.json's train/val loss keys).
@@ -82,7 +84,7 @@ class Run:
     name: str
     run_dir: str
     seed: int
-    metrics: dict
+    metrics: RunMetrics
     history: list
 
     def generated(self, n: int = GRID_IMAGES):
@@ -127,11 +129,14 @@ class Report:
     tables: list
 
     def families(self) -> dict:
-        """family -> its lines across all tables, in table order (baseline losses first)."""
+        """family -> its lines across all tables, in table order (baseline losses first);
+        lines of runs trained with ``run_all.py --set`` overrides are in the tables only
+        (the figures compare the losses under the profile's presets)."""
         found = {}
         for table in self.tables:
             for line in table.lines:
-                found.setdefault(line.family, []).append(line)
+                if not line.row.get("overrides"):
+                    found.setdefault(line.family, []).append(line)
         return found
 
     def subtitle(self, lines) -> str:
@@ -196,17 +201,20 @@ def _read_table(out_dir, file_name):
 
 
 def _runs_of(out_dir, row) -> list:
-    """The finished runs (any seed) of a table row scored by the row's metric network."""
+    """The finished runs (any seed) of a table row scored by the row's metric network
+    (with the row's ``--set`` overrides, if any: ``runs/<row>-s<seed>+<overrides>``)."""
     runs_dir = os.path.join(out_dir, "runs")
     prefix = f"{row['family']}-{row['loss']}-b{row['batch_size']}-z{row['latent_size']}"
+    suffix = overrides_label(row.get("overrides") or {})
     runs = []
     for name in sorted(os.listdir(runs_dir)) if os.path.isdir(runs_dir) else []:
-        match = _RUN_NAME.match(name)
+        plain = name[:len(name) - len(suffix)] if name.endswith(suffix) else ""
+        match = _RUN_NAME.match(plain)
         if not match or match["prefix"] != prefix:
             continue
         run_dir = os.path.join(runs_dir, name)
-        metrics = _read_json(os.path.join(run_dir, "metrics.json"))
-        if metrics is None or metrics.get("metric_network") != row.get("metric_network"):
+        metrics = _read_record(RunMetrics, run_dir)
+        if metrics is None or metrics.metric_network != row.get("metric_network"):
             continue
         history_path = os.path.join(run_dir, "history.csv")
         history = artifacts.read_csv(history_path) if os.path.exists(history_path) else []
@@ -214,12 +222,12 @@ def _runs_of(out_dir, row) -> list:
     return sorted(runs, key=lambda run: run.seed)
 
 
-def _read_json(path):
+def _read_record(kind, run_dir):
+    """The run's config.json or metrics.json record (``kind``), None when it cannot be read."""
     try:
-        data = artifacts.read_json(path)
-    except (OSError, ValueError):
+        return kind.read(run_dir)
+    except (OSError, ValueError):  # (NotARecord included)
         return None
-    return data if isinstance(data, dict) else None
 
 
 def _identity(out_dir, tables):
@@ -227,8 +235,8 @@ def _identity(out_dir, tables):
     for table in tables:
         for line in table.lines:
             for run in line.runs:
-                config = _read_json(os.path.join(run.run_dir, "config.json")) or {}
-                identity = config.get("identity") or {}
+                config = _read_record(RunConfig, run.run_dir)
+                identity = (config.identity if config is not None else None) or {}
                 if identity.get("profile") and identity.get("dataset"):
                     return identity["profile"], identity["dataset"]
     return "unknown", os.path.basename(os.path.abspath(out_dir))

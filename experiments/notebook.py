@@ -10,6 +10,8 @@ import signal
 import subprocess
 import sys
 
+from experiments.options import default_out as _default_out
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -55,9 +57,7 @@ def run_all_args(tables, *, profile, dataset, out, data_dir="", seeds=1, only=""
 
 def default_out(profile: str, dataset: str) -> str:
     """run_all.py's default output folder, reports/<profile>/<dataset>, under the suite."""
-    import run_all
-
-    return os.path.join(ROOT, "reports", profile, run_all._slug(dataset))
+    return os.path.join(ROOT, _default_out(profile, dataset))
 
 
 def run_experiment(tables, *, profile, dataset, out="", data_dir="", seeds=1, only="",
@@ -98,3 +98,69 @@ def _relay(stream):
         sys.stdout.flush()
         if not chunk:
             return
+
+
+def runtime_accelerator():
+    """(key of ``experiments.forecast.ACCELERATORS``, what this runtime has): the first
+    GPU matched by name (T4, A100, H100), else (None, "this machine's CPU" or the GPU)."""
+    from experiments.forecast import ACCELERATORS
+    from training.runtime import local_devices
+
+    device = local_devices()[0]
+    if device.kind == "GPU":
+        for acc in ACCELERATORS:
+            if acc.short.split("-")[0] in device.name.upper():
+                if acc.key.startswith("a100") and "80G" in device.name.upper():
+                    return "a100_80", device.name
+                return acc.key, device.name
+        return None, f"GPU {device.name} (no data-sheet peak known: this machine's rate)"
+    if device.kind == "TPU":
+        return None, "TPU (no data-sheet peak known here: see the accelerators' columns)"
+    return None, "this machine's CPU"
+
+
+def show_plan(tables, *, profile, dataset, out="", data_dir="", seeds=1, only="",
+              metrics="auto") -> dict | None:
+    """``run_all.py --plan`` for the run cell's parameters (nothing is trained): writes
+    OUT/plan.md and plan.json, then shows every run's hours on the accelerator this
+    runtime has (a T4, A100 or H100 by its data-sheet peak; else this machine's measured
+    rate), its peak memory at the batch and whether it fits. Returns plan.json's content
+    (None when nothing was planned: thesis 003's face runs are not)."""
+    import json
+
+    out = os.path.abspath(out) if out else default_out(profile, dataset)
+    args = run_all_args(tables, profile=profile, dataset=dataset, out=out, data_dir=data_dir,
+                        seeds=seeds, only=only, metrics=metrics) + ["--plan", "--quiet"]
+    print("$ python run_all.py " + " ".join(shlex.quote(a) for a in args), flush=True)
+    child = subprocess.run([sys.executable, "-u", "run_all.py", *args], cwd=ROOT,
+                           capture_output=True, text=True)
+    if child.returncode != 0:
+        sys.stdout.write(child.stdout + child.stderr)
+        raise RunFailed(f"run_all.py --plan exited with status {child.returncode}: the lines "
+                        f"above say why")
+    path = os.path.join(out, "plan.json")
+    if not os.path.exists(path):
+        sys.stdout.write(child.stdout)
+        return None
+    with open(path, encoding="utf-8") as f:
+        plan = json.load(f)
+    key, what = runtime_accelerator()
+    name = next((a["name"] for a in plan["header"]["accelerators"] if a["key"] == key), what)
+    print(f"The plan on this runtime ({name}): hours at "
+          f"{plan['header']['utilisation']:.0%} of its data-sheet peak" if key else
+          f"The plan on this runtime ({what}): hours at the rate measured here")
+    print(f"{'run / stage':46s} {'hours':>9s} {'peak GB':>8s}  fits")
+    total = 0.0
+    for row in plan["rows"]:
+        figures = row["accelerators"][key] if key else {
+            "hours": row["this_machine"]["hours"], "peak_gb": row["memory"]["peak_bytes_float32"]
+            and row["memory"]["peak_bytes_float32"] / 1e9, "fits": None, "fix": ""}
+        total += figures["hours"]
+        fits = ("?" if figures["fits"] is None else "yes" if figures["fits"]
+                else f"no: {figures['fix']}")
+        peak = "n/a" if figures["peak_gb"] is None else f"{figures['peak_gb']:.1f}"
+        label = row["name"] + ("" if row["kind"] == "run" else " (shared)")
+        print(f"{label:46s} {figures['hours']:9.3g} {peak:>8s}  {fits}")
+    print(f"{'total':46s} {total:9.3g}")
+    print(f"Every figure, and the hours on the other accelerators: {os.path.join(out, 'plan.md')}")
+    return plan

@@ -6,7 +6,9 @@ within one run (IS over its 10 splits, KID over its subsets) are other quantitie
 and have their own columns (``is_split_std``, ``kid_subset_std``: means over seeds);
 the two never share a cell. Metrics from different networks never share a column:
 the ``metric_network`` column names the network (with its weights' digest), and a
-row whose seeds disagree on it is an error.
+row whose seeds disagree on it is an error. Runs trained with ``run_all.py --set``
+overrides are lines of their own (``overrides``), marked †N with a footnote; the
+``overrides`` column exists only in a table that has such a line.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import os
 import numpy as np
 
 from common import files as artifacts
+from common.config import overrides_label, value_text
 
 COLUMNS = ["family", "model", "loss", "batch_size", "latent_size", "seeds",
            "fid", "fid_std", "is", "is_std", "kid", "kid_std", "precision", "recall",
@@ -132,6 +135,30 @@ def _sampler_sentence(lines: list[dict]) -> str | None:
     return "Sampler settings: " + "; ".join(parts) + "."
 
 
+def _override_marks(lines: list[dict]) -> dict:
+    """Line index -> its footnote mark ('†1', '†2', ...) for the lines whose runs were
+    trained with ``run_all.py --set`` overrides (a line's ``overrides``); {} when none."""
+    marks, seen = {}, {}
+    for i, line in enumerate(lines):
+        if line.get("overrides"):
+            key = json.dumps(line["overrides"], sort_keys=True)
+            marks[i] = seen.setdefault(key, f"†{len(seen) + 1}")
+    return marks
+
+
+def _override_notes(lines: list[dict], marks: dict) -> list:
+    """The footnotes of :func:`_override_marks`: each mark's --set values and folders."""
+    notes = {}
+    for i, mark in marks.items():
+        line = lines[i]
+        values = " ".join(f"--set {line['family']}.{k}={value_text(v)}"
+                          for k, v in sorted(line["overrides"].items()))
+        notes.setdefault(mark, f"{mark} Trained with `{values}` (run folders "
+                               f"`runs/<row>-s<seed>{overrides_label(line['overrides'])}`), "
+                               f"not the profile's preset.")
+    return list(notes.values())
+
+
 def markdown(table, lines: list[dict], context: str) -> str:
     fd, is_, kid = metric_names(lines)
     scored_by = _scored_by(lines)
@@ -145,9 +172,11 @@ def markdown(table, lines: list[dict], context: str) -> str:
     sampler = _sampler_sentence(lines)
     out += [sampler, ""] if sampler else []
     out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for line in lines:
+    marks = _override_marks(lines)
+    for i, line in enumerate(lines):
         seconds = line.get("train_seconds")
-        cells = [f"{line['model']} ({line['loss']})",
+        mark = f" {marks[i]}" if i in marks else ""
+        cells = [f"{line['model']} ({line['loss']}){mark}",
                  f"{line['batch_size']}, {line['latent_size']}", str(line["seeds"]),
                  _pm(line, "fid"), _pm(line, "is"), _pm(line, "kid"),
                  _cell(line["precision"], "precision"), _cell(line["recall"], "recall"),
@@ -159,6 +188,7 @@ def markdown(table, lines: list[dict], context: str) -> str:
                   _cell(line["thesis_train_loss"], "thesis_train_loss"),
                   _cell(line["thesis_val_loss"], "thesis_val_loss")]
         out.append("| " + " | ".join(cells) + " |")
+    out += ["", *_override_notes(lines, marks)] if marks else []
     out += ["", f"Note: {NOTE} {TIME_NOTE}", ""]
     return "\n".join(out)
 
@@ -173,7 +203,9 @@ def _csv_line(line):
 def write_table(out_dir, table, lines: list[dict], context: str):
     """table_X.{md,csv,json} in ``out_dir``, each written atomically."""
     base = os.path.join(out_dir, table.name)
-    artifacts.write_csv(base + ".csv", [_csv_line(line) for line in lines], COLUMNS)
+    # the overrides column only where a line has --set overrides (other tables unchanged)
+    columns = COLUMNS + (["overrides"] if any(line.get("overrides") for line in lines) else [])
+    artifacts.write_csv(base + ".csv", [_csv_line(line) for line in lines], columns)
     artifacts.write_json(base + ".json", {"table": table.name, "title": table.title,
                                         "context": context, "note": NOTE, "rows": lines})
     artifacts.write_text(base + ".md", markdown(table, lines, context))

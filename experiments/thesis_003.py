@@ -29,6 +29,7 @@ from experiments.tables import Row, SelectorError
 from models.faces.config import mode_overrides
 from common import files as artifacts
 from common import figures
+from common.run_record import RunConfig
 
 NAMES = ("faces", "bilinear")
 DEFAULT_DATASET = "celeb_a"
@@ -77,9 +78,10 @@ def wants_bilinear(selections) -> bool:
     return "bilinear" in selections
 
 
-def plan_faces(runs, profile, *, dataset, out_dir, seeds, optimizer=None):
+def plan_faces(runs, profile, *, dataset, out_dir, seeds, optimizer=None, max_steps=None):
     """RunPlans of the face runs; a run with another optimiser than its mode's gets
-    ``+<optimizer>`` in its folder name. Config errors (an unknown optimiser) raise here."""
+    ``+<optimizer>`` in its folder name. Config errors (an unknown optimiser) raise here.
+    ``max_steps``: a rehearsal (``runner.plan_run``)."""
     plans = []
     for mode, opt in runs:
         opt = opt or optimizer
@@ -90,7 +92,7 @@ def plan_faces(runs, profile, *, dataset, out_dir, seeds, optimizer=None):
                   batch_size=THESIS_BATCH[mode], latent_size=32, in_thesis=mode == "faithful")
         for seed in range(seeds):
             plan = plan_run(row, seed, profile, dataset=dataset, image_size=IMAGE_SIZE,
-                            out_dir=out_dir, overrides=overrides)
+                            out_dir=out_dir, overrides=overrides, max_steps=max_steps)
             if opt and opt != mode_overrides(mode).get("optimizer", "rmsprop"):
                 name = os.path.basename(plan.run_dir).replace(f"faces-{mode}-",
                                                               f"faces-{mode}+{opt}-", 1)
@@ -282,12 +284,12 @@ COLUMNS = ["run", "mode", "optimizer", "batch_size", "seed", "iterations", "grad
 
 
 def report_line(plan, metrics) -> dict:
+    """The face table's line of a run: ``metrics`` is its metrics.json record."""
     cfg = plan.family_config
-    steps = metrics.get("steps") or 0
-    per_iter = metrics.get("train_seconds") / steps if steps and metrics.get("train_seconds") \
-        else None
+    steps = metrics.steps or 0
+    per_iter = metrics.train_seconds / steps if steps and metrics.train_seconds else None
     evals = 2 if cfg.optimizer.startswith("extra_") else 1
-    record = artifacts.read_json(os.path.join(plan.run_dir, "config.json"))
+    record = RunConfig.read(plan.run_dir)
     return {"run": plan.name, "mode": cfg.loss, "optimizer": cfg.optimizer,
             "batch_size": cfg.batch_size, "seed": plan.seed, "iterations": steps,
             "gradient_evals": steps * evals,
@@ -298,7 +300,7 @@ def report_line(plan, metrics) -> dict:
             "seconds_per_iteration": per_iter,
             "projected_hours_15000": per_iter * 15000 / 3600 if per_iter else None,
             "thesis_hours_15000": THESIS_HOURS if cfg.loss == "faithful" else None,
-            "train_data": record.get("train_data")}
+            "train_data": record.train_data}
 
 
 def _fmt(value):

@@ -16,6 +16,14 @@ Public API (used by run_all.py):
     resolve_metric_network(choice, *, inception_weights, cache_dir) -> 'inception'|'evaluator'|'none'
     compute_metrics(fake_batches, real, *, network, n_samples, cache_dir,
                     inception_weights=None, data_dir=None, seed=0) -> dict
+
+A second opinion and a calibration for every number (the report writer):
+
+    score_both(images_uint8, *, cache_dir, data_dir, seed=0) -> dict   both evaluators
+        (fd_eval, kid, precision, recall, is_eval; fd_eval2, kid_eval2, ...)
+    score_runs(runs_dir, *, cache_dir, data_dir) -> rows                 every scored run
+    calibration_rows(n=2000, *, seed=0, data_dir, cache_dir) -> rows     degraded real images
+    rank_agreement(rows, key_a, key_b) -> {rho, p, n}; not_robust(rows, key_a, key_b)
 """
 from __future__ import annotations
 
@@ -24,13 +32,41 @@ from pathlib import Path
 from typing import Iterable
 
 from .errors import MetricsError
-from .features import (MAX_KEPT_FEATURES, FeatureNetwork, FeatureRunner, FeatureStats, collect,
-                       reference_stats, uint8_batches)
-from .inception import NETWORK_NAME, build_fid_inception, preprocess, tf1_resize_bilinear
-from .stats import (InceptionScoreAccumulator, RunningMoments, frechet_distance, inception_score,
-                    kernel_inception_distance, precision_recall)
-from .weights import (WEIGHT_SOURCES, WEIGHTS_FLAG, cached_weights, default_cache_dir,
-                      load_inception_weights, read_inception_tensors, resolve_weights_file)
+
+# Importing this package costs no TensorFlow: the names below are imported from their
+# modules when first used (PEP 562), so ``python -m metrics --help`` answers at once and
+# the command-line entry points can silence TensorFlow's native logging before it loads.
+_LAZY = {
+    "features": ("MAX_KEPT_FEATURES", "FeatureNetwork", "FeatureRunner", "FeatureStats",
+                 "collect", "reference_stats", "uint8_batches"),
+    "inception": ("NETWORK_NAME", "build_fid_inception", "preprocess", "tf1_resize_bilinear"),
+    "stats": ("InceptionScoreAccumulator", "RunningMoments", "frechet_distance",
+              "inception_score", "kernel_inception_distance", "precision_recall"),
+    "weights": ("WEIGHT_SOURCES", "WEIGHTS_FLAG", "cached_weights", "default_cache_dir",
+                "load_inception_weights", "read_inception_tensors", "resolve_weights_file"),
+    "evaluator": ("load_evaluator",),
+    # the second evaluator, calibration rows and rank agreement (issue 26, item 4)
+    "second_opinion": ("score_both", "score_runs"),
+    "calibration": ("calibration_sets", "calibration_rows", "score_calibration"),
+    "agreement": ("spearman", "rank_agreement", "pairwise_orders", "not_robust"),
+}
+_LAZY_NAMES = {name: module for module, names in _LAZY.items() for name in names}
+
+
+def __getattr__(name):
+    module = _LAZY_NAMES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # once
+    return value
+
+
+def __dir__():
+    return sorted({*globals(), *_LAZY_NAMES})
+
 
 __all__ = [
     "MetricsError", "resolve_metric_network", "compute_metrics", "NETWORK_CHOICES",
@@ -40,7 +76,9 @@ __all__ = [
     "MAX_KEPT_FEATURES", "FeatureNetwork", "FeatureRunner", "FeatureStats", "collect",
     "reference_stats", "InceptionScoreAccumulator", "RunningMoments", "metrics_from_stats",
     "NETWORK_NAME", "resolve_weights_file", "cached_weights", "load_feature_network",
-    "uint8_batches",
+    "uint8_batches", "load_evaluator", "score_both", "score_runs", "calibration_sets",
+    "calibration_rows", "score_calibration", "spearman", "rank_agreement", "pairwise_orders",
+    "not_robust",
 ]
 
 NETWORK_CHOICES = ("auto", "inception", "evaluator", "none")
@@ -65,6 +103,8 @@ def resolve_metric_network(choice: str, *, inception_weights: str | None, cache_
     """
     if choice not in NETWORK_CHOICES:
         raise MetricsError(f"unknown metric network {choice!r}; choose one of {NETWORK_CHOICES}")
+    from .weights import WEIGHTS_FLAG, cached_weights, default_cache_dir, resolve_weights_file
+
     cache_dir = cache_dir or default_cache_dir()
     if inception_weights and not Path(inception_weights).expanduser().is_file():
         raise MetricsError(f"{WEIGHTS_FLAG} {inception_weights}: no such file")
@@ -86,6 +126,11 @@ def inception_feature_network(inception_weights=None, cache_dir=None, *, model=N
     built and loaded model instead (tests, benchmarks).
     """
     import tensorflow as tf
+
+    from .features import FeatureNetwork
+    from .inception import NETWORK_NAME, build_fid_inception, preprocess
+    from .weights import (default_cache_dir, load_inception_weights, read_inception_tensors,
+                          resolve_weights_file)
 
     if model is None:
         path = resolve_weights_file(inception_weights, cache_dir or default_cache_dir())
@@ -139,6 +184,8 @@ def load_feature_network(network: str, real, *, cache_dir,
 
 def metrics_from_stats(fake: FeatureStats, ref: FeatureStats, is_result, *, label: str,
                        seed: int = 0, weights_sha256: str | None = None) -> dict:
+    from .stats import frechet_distance, kernel_inception_distance, precision_recall
+
     fid = frechet_distance(fake.mu, fake.sigma, ref.mu, ref.sigma)
     kid, kid_std = kernel_inception_distance(fake.features, ref.features, subsets=KID_SUBSETS,
                                              subset_size=KID_SUBSET_SIZE, seed=seed)
@@ -165,6 +212,10 @@ def compute_metrics(fake_batches: Iterable, real, *, network: str, n_samples: in
     Returns the RESULT_KEYS; for the evaluator ``fid`` is fd_eval and ``is`` is_eval, and
     ``metric_network`` says which network measured.
     """
+    from .features import FeatureRunner, collect, reference_stats
+    from .stats import InceptionScoreAccumulator
+    from .weights import default_cache_dir
+
     cache_dir = Path(cache_dir or default_cache_dir())
     if network == "auto":
         network = resolve_metric_network(network, inception_weights=inception_weights,

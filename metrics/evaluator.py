@@ -227,34 +227,70 @@ def save_evaluator(model: keras.Model, info: dict, folder) -> dict:
     return info
 
 
-def load_evaluator(folder) -> tuple[keras.Model, dict] | None:
-    """The cached evaluator in ``folder``, or None when there is none or it is damaged
-    (unreadable info.json, weights not matching the SHA-256 recorded in it, weights
-    that do not load): the caller then trains and saves a new one, so a damaged cache
-    costs one retraining instead of failing every run."""
-    folder = Path(folder)
+def _read_evaluator(folder: Path) -> tuple[keras.Model, dict]:
+    """The evaluator in ``folder`` (both files present); what is wrong with it raised as
+    OSError, ValueError, KeyError, TypeError or IndexError."""
     info_path, weights = folder / "info.json", folder / "weights.weights.h5"
-    if not (info_path.is_file() and weights.is_file()):
+    info = json.loads(info_path.read_text())
+    if not isinstance(info, dict):
+        raise ValueError("info.json is not a JSON object")
+    if info.get("format") != EVALUATOR_FORMAT:
+        raise ValueError(f"info.json has format {info.get('format')!r}, this version reads "
+                         f"{EVALUATOR_FORMAT}")
+    if hashlib.sha256(weights.read_bytes()).hexdigest() != info.get("weights_sha256"):
+        raise ValueError(f"{weights.name} does not match the SHA-256 recorded in info.json")
+    model = build_evaluator(info["image_shape"], info["num_classes"], info["config"]["width"])
+    model.load_weights(weights)
+    # what evaluator_network reads: missing keys fail here, not in a run's metrics
+    missing = [k for k in ("dataset", "test_accuracy", "feature_dim", "task") if k not in info]
+    if missing:
+        raise KeyError(f"info.json lacks {missing}")
+    return model, info
+
+
+_DAMAGED = (OSError, ValueError, KeyError, TypeError, IndexError)
+
+
+def load_evaluator(folder) -> tuple[keras.Model, dict]:
+    """The evaluator saved in ``folder`` (``weights.weights.h5`` + ``info.json``).
+
+    A wrong path, a folder without an evaluator, an info.json of another format, weights
+    not matching the SHA-256 recorded in info.json or weights that do not load: a
+    MetricsError naming the folder and what is wrong, never None. Where "no evaluator
+    there yet" has a meaning (the cache, where one is trained then) use
+    :func:`cached_evaluator`.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise MetricsError(f"{folder} is not a folder: an evaluator is a folder holding "
+                           f"weights.weights.h5 and info.json (e.g. "
+                           f"{shipped_dir('fashion_mnist', (32, 32, 1))})")
+    missing = [name for name in ("info.json", "weights.weights.h5")
+               if not (folder / name).is_file()]
+    if missing:
+        raise MetricsError(f"{folder} holds no evaluator ({' and '.join(missing)} missing): "
+                           f"pass a folder holding weights.weights.h5 and info.json")
+    try:
+        return _read_evaluator(folder)
+    except _DAMAGED as err:
+        raise MetricsError(f"the evaluator in {folder} is damaged ({type(err).__name__}: "
+                           f"{err}): restore the folder, or delete it where it is a cache (an "
+                           f"evaluator is trained again there)") from None
+
+
+def cached_evaluator(folder) -> tuple[keras.Model, dict] | None:
+    """The evaluator in ``folder``, or None when there is none there (yet: the caller then
+    trains one) or it is damaged (said on stderr; the caller trains it again, so a damaged
+    cache costs one retraining instead of failing every run)."""
+    folder = Path(folder)
+    if not ((folder / "info.json").is_file() and (folder / "weights.weights.h5").is_file()):
         return None
     try:
-        info = json.loads(info_path.read_text())
-        if not isinstance(info, dict):
-            raise ValueError("info.json is not a JSON object")
-        if info.get("format") != EVALUATOR_FORMAT:
-            return None
-        if hashlib.sha256(weights.read_bytes()).hexdigest() != info.get("weights_sha256"):
-            raise ValueError(f"{weights.name} does not match the SHA-256 recorded in info.json")
-        model = build_evaluator(info["image_shape"], info["num_classes"], info["config"]["width"])
-        model.load_weights(weights)
-        # what evaluator_network reads: missing keys fail here, not in a run's metrics
-        missing = [k for k in ("dataset", "test_accuracy", "feature_dim", "task") if k not in info]
-        if missing:
-            raise KeyError(f"info.json lacks {missing}")
-    except (OSError, ValueError, KeyError, TypeError, IndexError) as err:
+        return _read_evaluator(folder)
+    except _DAMAGED as err:
         print(f"[metrics] the cached evaluator in {folder} is damaged ({type(err).__name__}: "
               f"{err}); training it again", file=sys.stderr, flush=True)
         return None
-    return model, info
 
 
 def shipped_other_shapes(dataset: str, image_shape) -> list[Path]:
@@ -289,11 +325,11 @@ def load_or_train_evaluator(dataset: str, image_shape, *, cache_dir, data_dir=No
     """
     for folder in (shipped_dir(dataset, image_shape),
                    evaluator_dir(cache_dir, dataset, image_shape)):
-        loaded = load_evaluator(folder)
+        loaded = cached_evaluator(folder)  # None: no evaluator there (yet)
         if loaded is not None:
             return loaded
     for folder in (shipped_other_shapes(dataset, image_shape) if adapt_shipped else []):
-        loaded = load_evaluator(folder)
+        loaded = cached_evaluator(folder)
         if loaded is not None:
             if verbose:
                 print(f"[metrics] no evaluator for {dataset} {tuple(image_shape)}: using the "
@@ -304,10 +340,7 @@ def load_or_train_evaluator(dataset: str, image_shape, *, cache_dir, data_dir=No
     if train_src is None or test_src is None:
         train_in_subprocess(dataset, image_shape, folder, data_dir=data_dir, config=config,
                             verbose=verbose)
-        loaded = load_evaluator(folder)
-        if loaded is None:
-            raise MetricsError(f"the evaluator trained into {folder} does not load")
-        return loaded
+        return load_evaluator(folder)  # a MetricsError if what was trained does not load
     model, info = train_evaluator(train_src, test_src, config, verbose=verbose)
     info = save_evaluator(model, info, folder)
     return model, info

@@ -10,9 +10,9 @@ Two published forms of the same ``inception-2015-12-05`` weights are read:
   (``weights-inception-2015-12-05-6726825d.pth`` / ``pt_inception-2015-12-05-6726825d.pth``):
   a ``torch.save`` file (zip layout: ``<dir>/data.pkl`` + raw storages ``<dir>/data/<key>``,
   or the older "legacy" layout: consecutive pickles followed by the raw storages).  Its
-  pickle is read by a restricted unpickler that knows only the torch tensor-rebuild
-  functions, the storage classes and ``OrderedDict`` -- mapped onto numpy, torch is never
-  imported -- and refuses every other global, so a malicious pickle cannot run code.
+  pickle is read by the restricted unpickler (``common.safe_pickle``), allowed only the
+  torch tensor-rebuild functions, the storage classes and ``OrderedDict`` -- mapped onto
+  numpy, torch is never imported -- so a malicious pickle cannot run code.
 
 Every weight is mapped exactly once: a tensor the network lacks, or a variable of the
 network the file lacks, is a :class:`MetricsError`.
@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.safe_pickle import RestrictedUnpickler
 from .errors import MetricsError
 from .inception import HEAD_SCOPE, HEAD_TORCH, conv_units
 
@@ -441,39 +442,43 @@ def _rebuild_parameter(data, requires_grad=False, backward_hooks=None, *extra):
     return data
 
 
+#: What a tensor state dict's pickle may name (``common.safe_pickle``): the tensor-rebuild
+#: functions (mapped onto numpy), the storage types and ``OrderedDict``.
 _ALLOWED_GLOBALS = {
     ("collections", "OrderedDict"): collections.OrderedDict,
     ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
     ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+    **{("torch", name): _StorageType(name, dtype) for name, dtype in _STORAGE_DTYPES.items()},
 }
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Resolves only the globals a tensor state dict needs; anything else is refused."""
+def _refused(what: str) -> MetricsError:
+    return MetricsError(f"refused to load the weights: the pickle asks for {what}, "
+                        "which a tensor state dict never needs (a malicious or unknown file)")
 
-    def __init__(self, file, storages: dict):
-        super().__init__(file)
-        self._storages = storages  # key -> _Storage; their bytes are read after the pickle
 
-    def find_class(self, module, name):
-        if (module, name) in _ALLOWED_GLOBALS:
-            return _ALLOWED_GLOBALS[(module, name)]
-        if module == "torch" and name in _STORAGE_DTYPES:
-            return _StorageType(name, _STORAGE_DTYPES[name])
-        raise MetricsError(f"refused to load the weights: the pickle asks for {module}.{name}, "
-                           "which a tensor state dict never needs (a malicious or unknown file)")
-
-    def persistent_load(self, pid):
+def _storage_loader(storages: dict):
+    """The persistent-id reader of a torch pickle: each storage record becomes a
+    ``_Storage`` in ``storages`` (key -> _Storage), whose bytes are read after the pickle."""
+    def persistent_load(pid):
         if (not isinstance(pid, tuple) or len(pid) not in (5, 6) or pid[0] != "storage"
                 or not isinstance(pid[1], _StorageType) or (len(pid) == 6 and pid[5] is not None)):
             raise MetricsError(f"refused to load the weights: unknown persistent id {pid!r:.80}")
         _, stype, key, _location, numel = pid[:5]
         key = str(key)
-        storage = self._storages.get(key)
+        storage = storages.get(key)
         if storage is None:
-            storage = self._storages[key] = _Storage(key, stype, int(numel))
+            storage = storages[key] = _Storage(key, stype, int(numel))
         return storage
+    return persistent_load
+
+
+def _torch_unpickler(file, storages: dict) -> RestrictedUnpickler:
+    """The restricted unpickler of a torch pickle: only ``_ALLOWED_GLOBALS``; storages
+    are collected into ``storages``."""
+    return RestrictedUnpickler(file, _ALLOWED_GLOBALS, refuse=_refused,
+                               persistent_load=_storage_loader(storages))
 
 
 def _storage_array(raw: bytes, stype: _StorageType, numel: int, key: str, big_endian=False) -> np.ndarray:
@@ -515,7 +520,7 @@ def _load_zip_state_dict(path: Path) -> dict:
             return archive.read(member)
 
         storages: dict = {}
-        unpickler = _RestrictedUnpickler(io.BytesIO(archive.read(pickles[0])), storages)
+        unpickler = _torch_unpickler(io.BytesIO(archive.read(pickles[0])), storages)
         obj = unpickler.load()
         for key, storage in storages.items():
             storage.array = _storage_array(reader(key), storage.stype, storage.numel, key, big_endian)
@@ -525,7 +530,7 @@ def _load_zip_state_dict(path: Path) -> dict:
 def _load_legacy_state_dict(path: Path) -> dict:
     with open(path, "rb") as f:
         def header():
-            return _RestrictedUnpickler(f, {}).load()
+            return _torch_unpickler(f, {}).load()
 
         try:
             magic = header()
@@ -538,7 +543,7 @@ def _load_legacy_state_dict(path: Path) -> dict:
         sys_info = header()
         big_endian = isinstance(sys_info, dict) and sys_info.get("little_endian") is False
         storages: dict = {}
-        obj = _RestrictedUnpickler(f, storages).load()
+        obj = _torch_unpickler(f, storages).load()
         keys = header()
         if not isinstance(keys, list) or set(map(str, keys)) != set(storages):
             raise MetricsError(f"{path}: storage key list does not match the tensors")

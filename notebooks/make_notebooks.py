@@ -6,8 +6,9 @@ changing this file; ``tests/test_notebooks.py`` checks the stored files are what
 
 The notebooks are stored without outputs. Each one: finds the suite (a checkout, Google
 Drive or a repository URL), says which profile the runtime fits, takes its parameters
-(a cell tagged ``parameters``: papermill, or a test, may inject values after it), runs
-``run_all.py`` with live progress, then shows the comparison inline (``experiments.compare``
+(a cell tagged ``parameters``: papermill, or a test, may inject values after it), shows
+the plan of what it is about to run (``run_all.py --plan``: hours on the runtime's
+accelerator, memory at the batch), runs ``run_all.py`` with live progress, then shows the comparison inline (``experiments.compare``
 for the thesis 004 tables, ``experiments.thesis_003`` for thesis 003; see ``REPORTS``).
 Adding an experiment is one more entry in ``EXPERIMENTS``.
 """
@@ -187,6 +188,16 @@ FAMILIES = "{selection}"  # @param {{type:"string"}}
 METRICS = "auto"  # @param ["auto", "inception", "evaluator", "none"]
 '''
 
+PLAN = '''
+# The plan of what the next cell runs (run_all.py --plan: nothing is trained): every run's
+# FLOPs, its memory at the thesis batch and whether it fits, and its hours on this runtime's
+# accelerator (a T4, A100 or H100 at a stated share of its data-sheet peak; a CPU at its
+# measured rate). plan.md in the output folder has every figure and how it was obtained.
+from experiments.notebook import show_plan
+PLAN = show_plan({tables!r}, profile=PROFILE or SUGGESTED_PROFILE, dataset=DATASET, out=OUT,
+                 data_dir=DATA_DIR, seeds=SEEDS, only=FAMILIES, metrics=METRICS)
+'''
+
 RUN = '''
 # Train and score every selected run (complete runs are skipped, interrupted ones resume).
 from experiments.notebook import run_experiment
@@ -244,6 +255,7 @@ def notebook(experiment: Experiment, repository: str = GITHUB_REPOSITORY) -> dic
               PARAMETERS.format(dataset=experiment.dataset, selection=experiment.selection,
                                 selection_help=kind.selection_help),
               tags=["parameters"]),
+        _cell("plan", "code", PLAN.format(tables=tables)),
         _cell("run", "code", RUN.format(tables=tables)),
         _cell("compare", "code",
               kind.compare.format(tables=tables, also=list(experiment.compare_with))),

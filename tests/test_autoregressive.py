@@ -74,6 +74,7 @@ def test_codebook_ema_update_against_a_hand_computation():
     assert not np.any(dead) and float(codebook[2, 1]) == pytest.approx(1.0)
 
 
+@pytest.mark.slow
 def test_tokenizer_round_trip_of_its_own_reconstructions_is_stable():
     """After a short training on 32 images, re-tokenising a reconstruction keeps most
     codes, and a second round trip moves the image less than the first one did."""

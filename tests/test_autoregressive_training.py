@@ -14,7 +14,7 @@ from experiments.sample import main as sample_main, sample_run
 from tests.drivers.train_autoregressive import run, tiny_plan
 from tests.drivers.train_vae import weights
 from common import files as artifacts
-from training.checkpoints import load_run
+from experiments.runs import load_run
 from common.config import ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -52,6 +52,7 @@ def finished(tmp_path_factory):
     return ce, mse, before, ckpts, metrics
 
 
+@pytest.mark.slow
 def test_two_loss_rows_share_one_tokenizer_and_reload(finished, tmp_path):
     ce, mse, before, ckpts, metrics = finished
     assert ce.stages[0].run_dir == mse.stages[0].run_dir  # one folder for both rows
@@ -88,6 +89,7 @@ def test_two_loss_rows_share_one_tokenizer_and_reload(finished, tmp_path):
                         "--set", "guidance_scale=2.0"]) == 0
 
 
+@pytest.mark.slow
 def test_bad_sampling_requests_are_refused(finished, capsys):
     plan = finished[0]
     cases = [
@@ -116,13 +118,15 @@ def test_bad_autoregressive_options_fail_before_training(tmp_path):
     identity = tok.identity()
     identity["fields"]["latent_size"] = 2048
     artifacts.write_json(os.path.join(tok.run_dir, "config.json"), {"identity": identity})
-    with pytest.raises(ConfigError, match="holds a tokenizer stage trained with another fields"):
+    with pytest.raises(ConfigError, match=r"holds a tokenizer stage trained with other settings "
+                                          r"\(fields.latent_size: recorded 2048, requested 128\)"):
         check_shared_stages([plan])
     other = tiny_plan(str(tmp_path / "o"), "mse", codebook_decay=0.5)
     with pytest.raises(ConfigError, match="different tokenizer stages"):
         check_shared_stages([tiny_plan(str(tmp_path / "o")), other])
 
 
+@pytest.mark.slow
 def test_killed_prior_resumes_exactly_without_retraining_the_tokenizer(finished, tmp_path):
     straight = finished[0]  # the same plan, run straight through in another folder
     killed_out = str(tmp_path / "killed")
@@ -142,6 +146,7 @@ def test_killed_prior_resumes_exactly_without_retraining_the_tokenizer(finished,
                                   np.load(os.path.join(killed.run_dir, "samples.npz"))["images"])
 
 
+@pytest.mark.slow
 def test_mirrored_two_cpus_equals_one_device(tmp_path):
     out = tmp_path / "weights.npz"
     proc = _driver(str(tmp_path), "--mirrored-compare", str(out))
@@ -190,6 +195,7 @@ TOKENIZERS = {f"autoregressive-tokenizer-z{z}-s0" for z in (128, 2048)}
 @pytest.mark.skipif(not os.path.isdir(FASHION),
                     reason=f"Debian's dataset-fashion-mnist is not installed ({FASHION} missing); "
                            f"apt-get install -y dataset-fashion-mnist")
+@pytest.mark.slow
 def test_smoke_rows_through_run_all_share_two_tokenizers_and_sample(tmp_path):
     out = tmp_path / "ar"
     proc = subprocess.run([sys.executable, "run_all.py", "--profile", "smoke", "--only",

@@ -55,3 +55,45 @@ def test_profiles_scale_runs_without_changing_which_exist(tmp_path):
     assert isinstance(plans["quick"].train_config, TrainConfig)
     with pytest.raises(ValueError, match="unknown profile"):
         get_profile("huge")
+
+
+def test_every_family_is_written_in_the_contract_types():
+    """Each family's config is a FamilyConfig (validate() -> None, batches_per_step()),
+    its losses a LossRegistry, its presets family fields only, and each stage's training
+    length valid TrainConfig overrides."""
+    import dataclasses
+
+    import models
+
+    for name in models.family_names():
+        family = models.get_family(name)
+        config = family.config_cls()
+        assert isinstance(config, models.FamilyConfig)
+        assert config.validate() is None
+        assert isinstance(config.batches_per_step(), int) and config.batches_per_step() >= 1
+        assert isinstance(family.losses, models.LossRegistry)
+        assert family.loss(config.loss) is family.losses[config.loss]
+        fields = {f.name for f in dataclasses.fields(config)}
+        for profile in PROFILES:
+            assert set(family.preset(profile)) <= fields, (name, profile)
+            for stage in family.stages:
+                from_dict(TrainConfig, {**get_profile(profile).train_config(0),
+                                        **family.stage_train_overrides(profile, stage)})
+
+
+def test_a_family_refuses_runner_keys_in_its_presets_and_unknown_stages():
+    import dataclasses
+
+    import models
+    from models.vae import FAMILY
+
+    def family(**changes):
+        return dataclasses.replace(FAMILY, **changes)
+
+    with pytest.raises(TypeError, match=r"PRESETS\['quick'\] holds \['train'\]"):
+        family(presets={**FAMILY.presets, "quick": {"train": {"epochs": 1}}})
+    with pytest.raises(TypeError, match=r"TRAINING\['quick'\] must map stage names"):
+        family(training={"quick": {"prior": models.StageTraining(epochs=1)}})
+    with pytest.raises(TypeError, match="LossRegistry"):
+        family(losses=dict(FAMILY.losses))
+

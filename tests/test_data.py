@@ -11,22 +11,19 @@ import logging
 import os
 import pickle
 import struct
-import sys
 import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repo root, for plain `pytest`
+import tensorflow as tf
+import tensorflow_datasets as tfds
 
-import tensorflow as tf  # noqa: E402
-import tensorflow_datasets as tfds  # noqa: E402
-
-from data import DatasetError, ImageSource, known_datasets, load_dataset, open_dataset  # noqa: E402
-from data import catalog, folder, tfds_source  # noqa: E402
-from data.safe_pickle import safe_load  # noqa: E402
-from data.transform import standardize_array  # noqa: E402
+from data import DatasetError, ImageSource, known_datasets, load_dataset, open_dataset
+from data import catalog, folder, tfds_source
+from data.safe_pickle import safe_load
+from data.transform import standardize_array
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 
@@ -315,6 +312,22 @@ def test_restricted_unpickler_refuses_other_globals(module, name):
     payload = b"\x80\x02c" + f"{module}\n{name}\n".encode() + b"."
     with pytest.raises(DatasetError, match="refused as unsafe"):
         safe_load(io.BytesIO(payload), "evil.pkl", "Re-download it.")
+
+
+def test_the_restricted_unpickler_resolves_only_its_callers_globals():
+    """``common.safe_pickle``: one unpickler, parametrised by the globals a caller allows
+    (CIFAR's numpy arrays here, the torch port's rebuild functions in metrics.weights)."""
+    import collections
+
+    from common.safe_pickle import RefusedGlobal, RestrictedUnpickler
+    payload = pickle.dumps(collections.OrderedDict(a=1), protocol=2)
+    allowed = {("collections", "OrderedDict"): collections.OrderedDict}
+    assert RestrictedUnpickler(io.BytesIO(payload), allowed).load() == {"a": 1}
+    with pytest.raises(RefusedGlobal, match="collections.OrderedDict"):
+        RestrictedUnpickler(io.BytesIO(payload), {}).load()
+    with pytest.raises(LookupError, match="refused: collections.OrderedDict"):
+        RestrictedUnpickler(io.BytesIO(payload), {},
+                            refuse=lambda what: LookupError(f"refused: {what}")).load()
 
 
 def test_cifar_truncated_tarball(tmp_path):

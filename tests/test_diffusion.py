@@ -7,9 +7,10 @@ import tensorflow as tf
 
 from models import get_family
 from models.diffusion.config import DiffusionConfig, latent_shape
-from models.diffusion.losses import LOSSES, autoencoder_terms, gaussian_kl
+from models.diffusion.losses import LOSSES, autoencoder_terms
 from models.diffusion.samplers import ddim_sample, ddim_timesteps, ddpm_sample, guided_eps
 from models.diffusion.schedules import Schedule, cosine_betas, linear_betas
+from models.shared.distributions import gaussian_kl
 
 
 def _linear(timesteps=1000):
@@ -175,6 +176,7 @@ def _tiny_config(**kw):
     return DiffusionConfig(**{**base, **kw})
 
 
+@pytest.mark.slow
 def test_networks_shapes_and_guidance_scale_one_is_the_conditional_model():
     family = get_family("diffusion")
     config = _tiny_config()
@@ -198,6 +200,7 @@ def test_networks_shapes_and_guidance_scale_one_is_the_conditional_model():
     np.testing.assert_array_equal(images, model.generate(model.sample_latents(3, seed=4)))
 
 
+@pytest.mark.slow
 def test_cached_encoder_moments_give_the_steps_what_encoding_each_batch_gives():
     """training_source encodes once; its batches must be the per-batch encodings of the
     same images in the same order (shuffled, skipped), and a step must refuse images."""
@@ -228,6 +231,7 @@ def test_cached_encoder_moments_give_the_steps_what_encoding_each_batch_gives():
     assert pixel.training_source(source) is source
 
 
+@pytest.mark.slow
 def test_pixel_space_option_has_no_first_stage():
     family = get_family("diffusion")
     config = _tiny_config(first_stage="none", unet_widths=(8, 16, 16, 16))
@@ -242,6 +246,7 @@ def test_pixel_space_option_has_no_first_stage():
         assert model.generate(model.sample_latents(2, seed=0)).shape == (2, 16, 16, 1)
 
 
+@pytest.mark.slow
 def test_patchify_folds_the_latent_and_the_unet_sees_the_folded_side():
     from models.diffusion.config import unet_patch
     from models.diffusion.networks import Patchify
@@ -260,6 +265,7 @@ def test_patchify_folds_the_latent_and_the_unet_sees_the_folded_side():
         _tiny_config(unet_input_side=3).validate()
 
 
+@pytest.mark.slow
 def test_a_patched_unet_wider_than_its_first_level_can_copy_its_input():
     """8x8x32 in 2x2 patches is 128 channels per position against a first level of 16:
     the output layer also sees the patched input, so eps_hat = z_t (what eps is at high
@@ -290,7 +296,7 @@ def test_a_patched_unet_wider_than_its_first_level_can_copy_its_input():
                                                 (3, [2, 7, 5, 3])])
 def test_same_conv_equals_keras_conv_in_value_and_gradients(kernel_size, shape):
     from keras import layers
-    from models.diffusion.networks import SameConv2D
+    from models.shared.blocks import SameConv2D
 
     x = tf.random.stateless_normal(shape, [0, 3])
     ours, ref = SameConv2D(4, kernel_size), layers.Conv2D(4, kernel_size, padding="same")

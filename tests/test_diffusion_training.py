@@ -15,7 +15,7 @@ from experiments.sample import main as sample_main, sample_run
 from tests.drivers.train_diffusion import run, tiny_plan
 from tests.drivers.train_vae import weights
 from common import files as artifacts
-from training.checkpoints import RunLoadError, load_run
+from experiments.runs import RunLoadError, load_run
 from common.config import ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -52,6 +52,7 @@ def finished(tmp_path_factory):
     return mse, mae, before, ckpts, metrics
 
 
+@pytest.mark.slow
 def test_two_loss_rows_share_one_autoencoder_and_reload(finished, tmp_path):
     mse, mae, before, ckpts, metrics = finished
     assert mse.stages[0].run_dir == mae.stages[0].run_dir  # one folder for both rows
@@ -85,6 +86,7 @@ def test_two_loss_rows_share_one_autoencoder_and_reload(finished, tmp_path):
     assert os.path.getsize(tmp_path / "g.png") > 0
 
 
+@pytest.mark.slow
 def test_bad_sampling_requests_are_refused(finished, tmp_path, capsys):
     plan = finished[0]
     cases = [
@@ -113,6 +115,7 @@ def test_bad_sampling_requests_are_refused(finished, tmp_path, capsys):
         load_run(str(unfinished))
 
 
+@pytest.mark.slow
 def test_a_new_sampler_setting_samples_a_finished_run_again_without_training(finished,
                                                                              tmp_path):
     """guidance_scale is a sampler field: asking a finished run for another value draws
@@ -181,7 +184,8 @@ def test_bad_diffusion_options_fail_before_training(tmp_path):
     identity = ae.identity()
     identity.update(dataset="fashion_mnist", image_size=64)
     artifacts.write_json(os.path.join(ae.run_dir, "config.json"), {"identity": identity})
-    with pytest.raises(ConfigError, match="another dataset, image_size"):
+    with pytest.raises(ConfigError, match="other settings \\(dataset: recorded 'fashion_mnist', "
+                                          "requested 'synthetic'; image_size: recorded 64"):
         check_shared_stages([plan])
     # two rows that would share the folder but disagree on the autoencoder
     other = tiny_plan(str(tmp_path / "o"), "mae", ae_learning_rate=0.5)
@@ -189,6 +193,7 @@ def test_bad_diffusion_options_fail_before_training(tmp_path):
         check_shared_stages([tiny_plan(str(tmp_path / "o")), other])
 
 
+@pytest.mark.slow
 def test_killed_denoiser_resumes_exactly_without_retraining_the_autoencoder(finished, tmp_path):
     straight = finished[0]  # the same plan, run straight through in another folder
     killed_out = str(tmp_path / "killed")
@@ -208,6 +213,7 @@ def test_killed_denoiser_resumes_exactly_without_retraining_the_autoencoder(fini
                                   np.load(os.path.join(killed.run_dir, "samples.npz"))["images"])
 
 
+@pytest.mark.slow
 def test_mirrored_two_cpus_equals_one_device(tmp_path):
     out = tmp_path / "weights.npz"
     proc = _driver(str(tmp_path), "--mirrored-compare", str(out))
@@ -223,6 +229,7 @@ def test_mirrored_two_cpus_equals_one_device(tmp_path):
     assert np.abs(arrays[f"one_{n // 2 - 2}"]).max() > 0
 
 
+@pytest.mark.slow
 def test_first_stage_reconstructions_are_scored_like_samples(tmp_path):
     from experiments.runner import execute_stage
     from tests.drivers.train_diffusion import sources

@@ -16,6 +16,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.parametrize("loss", ["elbo", "wae"])  # wae: an MMD over the all-gathered batch
+@pytest.mark.slow
 def test_mirrored_two_cpus_equals_one_device(tmp_path, loss):
     out = tmp_path / "weights.npz"
     proc = subprocess.run([sys.executable, "-m", "tests.drivers.train_vae", str(tmp_path),
@@ -43,6 +44,7 @@ def _free_ports(n):
     return ports
 
 
+@pytest.mark.slow
 def test_multiworker_two_processes_complete_a_smoke_run(tmp_path):
     ports = _free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}

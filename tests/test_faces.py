@@ -62,8 +62,12 @@ def test_faithful_loss_is_the_listings_bce_with_its_label_convention():
 
 
 def test_unknown_mode_and_optimizer_are_refused():
-    with pytest.raises(ValueError, match="unknown face GAN mode 'pretty'"):
-        FacesConfig(loss="pretty").validate()
+    from models import get_family
+    # the mode names the loss: the family's loss registry refuses it, alone
+    with pytest.raises(ValueError, match="unknown face GAN mode 'pretty' for family 'faces'; "
+                                         "known: faithful, fixed"):
+        get_family("faces").loss("pretty")
+    FacesConfig(loss="pretty").validate()  # not the options' check
     with pytest.raises(ValueError, match="unknown face GAN optimizer 'lion'"):
         FacesConfig(optimizer="lion").validate()
     with pytest.raises(ValueError, match="known modes: faithful, fixed"):
@@ -72,8 +76,8 @@ def test_unknown_mode_and_optimizer_are_refused():
 
 def test_quick_face_runs_cap_the_batch_and_a_bad_cap_is_refused(monkeypatch):
     """The quick profile's face runs: the fixed mode's thesis batch (64) capped by the
-    family's preset (8, a CPU budget), the faithful mode's 2 untouched; a cap that is not a
-    positive integer is named as the preset's error."""
+    family's batch cap (8, a CPU budget), the faithful mode's 2 untouched; a cap that is not a
+    positive integer is named as the cap's error."""
     from experiments import thesis_003
     from experiments.profiles import get_profile
     from models import get_family
@@ -85,10 +89,10 @@ def test_quick_face_runs_cap_the_batch_and_a_bad_cap_is_refused(monkeypatch):
         ("faithful", 2), ("fixed", 8), ("fixed", 8), ("fixed", 8)]
     assert all(p.run_dir.endswith(("-b2-z32-s0", "-b8-z32-s0")) for p in plans)
     family = get_family("faces")
-    assert "max_batch_size" not in family.preset("quick")  # not a FacesConfig field
-    monkeypatch.setitem(family.presets, "quick", {**family.presets["quick"],
-                                                  "max_batch_size": 0})
-    with pytest.raises(ValueError, match=r"PRESETS\['quick'\]\['max_batch_size'\] must be"):
+    assert family.max_batch_size("quick") == 8 and family.max_batch_size("paper") is None
+    assert "max_batch_size" not in family.preset("quick")  # presets hold FacesConfig fields
+    monkeypatch.setitem(family.batch_caps, "quick", 0)
+    with pytest.raises(ValueError, match=r"BATCH_CAPS\['quick'\] must be a positive integer"):
         family.max_batch_size("quick")
 
 
@@ -266,13 +270,14 @@ def tiny_evaluator_cache(tmp_path_factory):
     return cache, loaded
 
 
+@pytest.mark.slow
 def test_run_all_smoke_faithful_and_bilinear_then_load_and_sample(tmp_path, capsys,
                                                                   tiny_evaluator_cache,
                                                                   monkeypatch):
     import json
 
     import run_all
-    from training.checkpoints import load_run
+    from experiments.runs import load_run
     monkeypatch.setenv("GENBENCH_CACHE", str(tiny_evaluator_cache[0]))
     out = tmp_path / "o"
     args = ["--profile", "smoke", "--only", "faces/faithful", "bilinear", "--dataset",
@@ -309,6 +314,7 @@ def test_run_all_smoke_faithful_and_bilinear_then_load_and_sample(tmp_path, caps
     assert "thesis 003: faces-faithful" not in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_gan_family_trains_with_extra_adam_by_name(tmp_path):
     """GANConfig.optimizer picks the extragradient wrapper; one trainer step moves both
     players and the look-ahead started from the weights before the step."""

@@ -4,20 +4,22 @@ Covers the cross-replica pieces: per-replica shares of the losses, the gradient
 penalty's per-example interpolation and double backprop, ADA's all-gathered
 statistic and p, the EMA update in replica context, minibatch-stddev groups.
 Logical CPU devices must be configured before TensorFlow starts, so the runs
-happen in a child process (this file, run as a script).
+happen in a child process (this file, run as `python -m tests.test_gan_distribution`).
 """
 import os
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.slow
 def test_two_replicas_match_one_device(tmp_path):
-    proc = subprocess.run([sys.executable, os.path.abspath(__file__), str(tmp_path)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([sys.executable, "-m", "tests.test_gan_distribution", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     arrays = np.load(tmp_path / "weights.npz")
     n = len([k for k in arrays.files if k.startswith("one_") and k[4:].isdigit()])
@@ -72,5 +74,4 @@ def _main(out_dir):
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, ROOT)
     _main(sys.argv[1])

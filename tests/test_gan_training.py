@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from common import files as artifacts
 from training.config import TrainConfig
+from training.runtime import Runtime
 from training.trainer import EpochProgress, Trainer
 from models import get_family
 from models.gan.config import GANConfig
@@ -40,13 +41,14 @@ class TinySource:
         return ds.batch(batch_size, drop_remainder=drop_remainder).skip(skip_batches)
 
 
-def _fit(run_dir, config, epochs=1, steps=2, validate=True, checkpoint_every=1):
+def _fit(run_dir, config, epochs=1, steps=2, validate=True, checkpoint_every=1, runtime=None):
     family = get_family("gan")
     trainer = Trainer(lambda: family.build(config, (SIZE, SIZE, 3), BATCH, seed=3),
                       TinySource(), TinySource(seed=1, split="test") if validate else None,
                       TrainConfig(epochs=epochs, steps_per_epoch=steps, val_batches=1,
                                   checkpoint_every=checkpoint_every, grid_size=2),
-                      global_batch_size=BATCH, run_dir=str(run_dir), verbose=False)
+                      global_batch_size=BATCH, run_dir=str(run_dir), verbose=False,
+                      runtime=runtime)
     return trainer.fit()
 
 
@@ -58,18 +60,21 @@ SMOKE = {
     "wasserstein_gp": {},
     "hinge": {"diffaugment": "color,translation,cutout", "r1_gamma": 1.0, "d_reg_every": 2},
     "lsgan": {"ada": True, "ada_interval": 1, "ada_kimg": 0.01, "ada_target": -2.0},
-    # the XLA path (the default where a GPU/TPU is present), with lazy R1 in a tf.cond
-    "ns": {"r1_gamma": 0.5, "d_reg_every": 1, "jit_compile": True},
+    # the XLA path (the run's jit, on by default where a GPU/TPU is present), with lazy
+    # R1 in a tf.cond
+    "ns": {"r1_gamma": 0.5, "d_reg_every": 1},
 }
+JIT = {"ns"}
 
 
 @pytest.mark.parametrize("loss", sorted(SMOKE))
+@pytest.mark.slow
 def test_smoke_run_of_every_loss(tmp_path, loss):
     config = GANConfig(**{**TINY, "loss": loss, **SMOKE[loss]})
     family = get_family("gan")
     init = family.build(config, (SIZE, SIZE, 3), BATCH, seed=3)   # same seed: same init
-    validate = not config.jit_compile          # (an XLA compilation less for the jit run)
-    result = _fit(tmp_path, config, validate=validate)
+    validate = loss not in JIT                 # (an XLA compilation less for the jit run)
+    result = _fit(tmp_path, config, validate=validate, runtime=Runtime(jit=loss in JIT))
     model = result.model
     assert result.steps == 2
     row = result.history[-1]
@@ -95,6 +100,7 @@ def test_smoke_run_of_every_loss(tmp_path, loss):
     assert model.TRAIN_LOSS_KEY in row and model.VAL_LOSS_KEY in row
 
 
+@pytest.mark.slow
 def test_resume_restores_ema_and_ada_p_exactly(tmp_path):
     tf.config.experimental.enable_op_determinism()
     # ADA with a target below any r_t, so p rises at every update and is never 0.
@@ -135,6 +141,7 @@ def test_resume_restores_ema_and_ada_p_exactly(tmp_path):
     assert [float(r["ada_p"]) for r in rows[0]] == sorted(float(r["ada_p"]) for r in rows[0])
 
 
+@pytest.mark.slow
 def test_critic_steps_take_their_own_batches_and_resume_exactly(tmp_path):
     """d_steps = 3: three D updates per G update, each on its own real batch; a run
     stopped after one epoch and resumed ends bit-identical to the straight run."""

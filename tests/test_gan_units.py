@@ -9,10 +9,11 @@ import pytest
 import tensorflow as tf
 
 from models import get_family
-from models.gan import augment
 from models.gan.config import GANConfig
 from models.gan.layers import ModulatedConv2D
-from models.gan.losses import LOSSES, gradient_penalty, r1_penalty
+from models.gan.losses import LOSSES, gradient_penalty
+from models.shared import augment
+from models.shared.regularizers import r1_penalty
 
 TINY = dict(batch_size=4, latent_size=8, w_dim=8, channel_base=64, channel_max=8,
             mapping_layers=1, jit_compile=False)

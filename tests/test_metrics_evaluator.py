@@ -42,6 +42,7 @@ def trained(sources, tmp_path_factory):
     return cache, model, info
 
 
+@pytest.mark.slow
 def test_evaluator_reaches_the_stated_accuracy_and_is_cached(trained):
     cache, model, info = trained
     assert info["test_accuracy"] >= STATED_ACCURACY, info
@@ -62,6 +63,7 @@ def _blur(images):
     return tf.image.resize(small, (32, 32), method="bilinear").numpy()
 
 
+@pytest.mark.slow
 def test_evaluator_metrics_rank_real_above_blurred_above_noise(trained, sources):
     cache, model, info = trained
     train, test = sources
@@ -87,6 +89,7 @@ def test_evaluator_metrics_rank_real_above_blurred_above_noise(trained, sources)
     assert scores["real"]["is"] > 4.0 and scores["real"]["is"] > 1.5 * scores["noise"]["is"]
 
 
+@pytest.mark.slow
 def test_compute_metrics_with_the_cached_evaluator(trained, sources):
     cache, _model, info = trained
     _train, test = sources
@@ -111,6 +114,7 @@ def _train_in_pinned_process(folder):
     return json.loads((folder / "info.json").read_text())
 
 
+@pytest.mark.slow
 def test_training_twice_in_the_pinned_process_gives_identical_weights(tmp_path):
     first = _train_in_pinned_process(tmp_path / "a")
     second = _train_in_pinned_process(tmp_path / "b")
@@ -128,7 +132,7 @@ def test_the_shipped_evaluator_is_intact_and_comes_first(tmp_path):
     from metrics.evaluator import load_evaluator, shipped_dir
 
     folder = shipped_dir("fashion_mnist", (32, 32, 1))
-    model, info = load_evaluator(folder)  # None (and a test failure) when damaged
+    model, info = load_evaluator(folder)  # a MetricsError saying what is wrong when damaged
     assert info["runtime"]["pinned"] and info["image_shape"] == [32, 32, 1]
     assert info["test_accuracy"] > 0.88
     again, info2 = load_or_train_evaluator("fashion_mnist", (32, 32, 1),

@@ -449,6 +449,7 @@ def test_graphdef_and_pth_give_the_same_network(model, random_weights, tmp_path)
 
 
 # ====================================================================== feature pipeline
+@pytest.mark.slow
 def test_inception_feature_network_streams_like_the_bare_model(model, random_weights):
     # small weights so that activations stay finite through 94 random layers
     for entry, value in random_weights.items():

@@ -202,6 +202,7 @@ print("OK")
 """
 
 
+@pytest.mark.slow
 def test_runner_splits_batches_over_two_replicas():
     proc = subprocess.run([sys.executable, "-c", _TWO_REPLICAS], cwd=ROOT, capture_output=True,
                           text=True, timeout=240)

@@ -3,17 +3,16 @@ synthetic data, offline), their comparison shown; a broken cell fails the execut
 import copy
 import json
 import os
-import sys
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
+from notebooks import make_notebooks  # the generator lives beside the notebooks
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOKS = os.path.join(ROOT, "notebooks")
-sys.path.insert(0, NOTEBOOKS)
-import make_notebooks  # noqa: E402  (the generator lives beside the notebooks)
 
 NAMES = [exp.name for exp in make_notebooks.EXPERIMENTS]
 LOSS_NAMES = [exp.name for exp in make_notebooks.EXPERIMENTS if exp.report == "losses"]
@@ -106,6 +105,7 @@ def _markdown(nb) -> str:
 
 
 @pytest.mark.parametrize("name", NAMES)
+@pytest.mark.slow
 def test_notebook_finds_the_suite_and_shows_run_alls_progress(executed, name):
     text = _text(executed[1][name])
     assert f"genbench: {ROOT}" in text  # found the checkout by walking up from notebooks/
@@ -114,6 +114,7 @@ def test_notebook_finds_the_suite_and_shows_run_alls_progress(executed, name):
 
 
 @pytest.mark.parametrize("name", LOSS_NAMES)
+@pytest.mark.slow
 def test_notebook_shows_its_table_and_figures(executed, name):
     nb = executed[1][name]
     tables = _markdown(nb)
@@ -121,6 +122,7 @@ def test_notebook_shows_its_table_and_figures(executed, name):
     assert len(_outputs(nb, "image/png")) >= 2  # samples and curves, at least
 
 
+@pytest.mark.slow
 def test_thesis_003_notebook_shows_the_face_gan_and_the_bilinear_game(executed):
     out, notebooks = executed
     nb = notebooks["thesis_003"]
@@ -137,6 +139,7 @@ def test_thesis_003_notebook_shows_the_face_gan_and_the_bilinear_game(executed):
     assert len(_outputs(nb, "image/png")) == 4
 
 
+@pytest.mark.slow
 def test_notebooks_share_a_folder_whose_readme_compares_the_losses(executed):
     out, notebooks = executed
     readme = (out / "README.md").read_text()

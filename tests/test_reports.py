@@ -282,9 +282,9 @@ def test_report_of_a_missing_folder_or_table_is_one_clear_error(tmp_path):
 
 
 def test_run_all_writes_the_report_index(tmp_path):
-    import run_all
+    from experiments import reporting
 
-    assert run_all.write_report_index(str(_fake_report(tmp_path))) is True
+    assert reporting.write_report_index(str(_fake_report(tmp_path))) is True
     assert "### VAE (vae)" in (tmp_path / "README.md").read_text()
 
 

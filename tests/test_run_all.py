@@ -58,6 +58,7 @@ def _check_outputs(out, dataset, channels=3, scored=False):
     assert "### VAE (vae): elbo, mi, wae" in readme and (out / "figures/vae-samples.png").exists()
 
 
+@pytest.mark.slow
 def test_smoke_profile_writes_every_file_and_skips_complete_runs(tmp_path):
     out = tmp_path / "out"
     proc = _run("--profile", "smoke", "--only", "vae", "--dataset", "synthetic", "--out", str(out),
@@ -75,6 +76,7 @@ def test_smoke_profile_writes_every_file_and_skips_complete_runs(tmp_path):
 @pytest.mark.skipif(not os.path.isdir(FASHION),
                     reason=f"Debian's dataset-fashion-mnist is not installed ({FASHION} missing); "
                            f"apt-get install -y dataset-fashion-mnist")
+@pytest.mark.slow
 def test_smoke_profile_on_real_fashion_mnist_trains_and_scores_in_one_channel(tmp_path):
     """Gray data stays gray: 1-channel models, samples and evaluator (the repository's
     shipped one, so nothing is trained for the metrics)."""
@@ -105,6 +107,7 @@ AUTOENCODERS = {f"diffusion-autoencoder-z{z}-s0" for z in (128, 2048)}
 @pytest.mark.skipif(not os.path.isdir(FASHION),
                     reason=f"Debian's dataset-fashion-mnist is not installed ({FASHION} missing); "
                            f"apt-get install -y dataset-fashion-mnist")
+@pytest.mark.slow
 def test_diffusion_smoke_rows_share_two_autoencoders(tmp_path):
     out = tmp_path / "diffusion"
     proc = _run("--profile", "smoke", "--only", *DIFFUSION_SELECTION, "--dataset", "fashion_mnist",
@@ -181,6 +184,7 @@ def test_a_failing_run_does_not_stop_the_others(tmp_path, capsys, monkeypatch):
         assert [r["latent_size"] for r in csv.DictReader(f)] == ["128"]
 
 
+@pytest.mark.slow
 def test_a_changed_sampler_preset_samples_finished_runs_again(tmp_path, capsys, monkeypatch):
     """A preset's sampler field (diffusion's guidance scale) changed after a run finished:
     the next command samples it again from its weights instead of refusing or retraining."""
@@ -210,6 +214,7 @@ def test_a_changed_sampler_preset_samples_finished_runs_again(tmp_path, capsys, 
     assert "complete, skipped" in out and "to sample again" not in out
 
 
+@pytest.mark.slow
 def test_evaluator_metrics_fill_the_table(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("GENBENCH_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "out"
@@ -239,9 +244,9 @@ def test_evaluator_metrics_fill_the_table(tmp_path, monkeypatch, capsys):
     recorded, recomputed = map(float, fid_line.split()[1:3])
     assert recorded == pytest.approx(float(row["fid"])) and recomputed != recorded
     (run / "samples.npz").unlink()  # uncommitted samples: the command says how to redraw them
-    assert metrics_main(["score", str(run), "--quiet"]) == 1
+    assert metrics_main(["score", str(run), "--quiet"]) == 2  # bad input: 2 (1: differs)
     assert "python -m experiments.sample" in capsys.readouterr().err
-    assert metrics_main(["score", str(tmp_path), "--quiet"]) == 1
+    assert metrics_main(["score", str(tmp_path), "--quiet"]) == 2
     assert "is not a finished run" in capsys.readouterr().err
 
 

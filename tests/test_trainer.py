@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from common import files as artifacts
@@ -22,6 +23,7 @@ def _losses(run_dir):
             for row in artifacts.read_csv(os.path.join(run_dir, "history.csv"))]
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_identical_weights(tmp_path):
     tf.config.experimental.enable_op_determinism()
     straight = tiny_run(str(tmp_path / "straight"))  # 2 epochs x 2 steps = 4 steps

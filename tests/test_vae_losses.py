@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from models.shared.distributions import gaussian_kl
 from models.vae import losses
 
 
@@ -12,10 +13,10 @@ def test_gaussian_kl_matches_closed_form_per_dimension():
     # KL(N(m, s^2) || N(0, 1)) = 0.5 (s^2 + m^2 - 1 - log s^2), summed over dimensions.
     expected = sum(0.5 * (s2 + m * m - 1.0 - np.log(s2))
                    for m, s2 in [(0.0, 1.0), (1.0, 4.0), (-2.0, 0.25)])
-    got = float(losses.gaussian_kl(mu, log_var)[0])
+    got = float(gaussian_kl(mu, log_var)[0])
     assert got == pytest.approx(expected, rel=1e-6)
-    assert float(losses.gaussian_kl(np.zeros((1, 5), np.float32),
-                                    np.zeros((1, 5), np.float32))[0]) == 0.0
+    assert float(gaussian_kl(np.zeros((1, 5), np.float32),
+                             np.zeros((1, 5), np.float32))[0]) == 0.0
 
 
 def test_gaussian_kl_agrees_with_monte_carlo():
@@ -26,7 +27,7 @@ def test_gaussian_kl_agrees_with_monte_carlo():
     log_q = -0.5 * (((z - mu) / sigma) ** 2 + log_var + np.log(2 * np.pi))
     log_p = -0.5 * (z ** 2 + np.log(2 * np.pi))
     mc = float(np.mean(np.sum(log_q - log_p, axis=1)))
-    assert float(losses.gaussian_kl(mu, log_var)[0]) == pytest.approx(mc, abs=5e-3)
+    assert float(gaussian_kl(mu, log_var)[0]) == pytest.approx(mc, abs=5e-3)
 
 
 @pytest.mark.parametrize("kernel", [losses.gaussian_kernel, losses.imq_kernel])
@@ -76,7 +77,7 @@ def test_objectives_combine_their_terms_as_the_papers_write_them():
     out, model, cfg = _output(), _OneDevice(6), VAEConfig(kl_weight=1.0, mi_alpha=0.5,
                                                         mi_lambda=10.0, wae_lambda=3.0)
     recon = float(tf.reduce_mean(losses.squared_error(out.x, out.x_hat)))
-    kl = float(tf.reduce_mean(losses.gaussian_kl(out.mu, out.log_var)))
+    kl = float(tf.reduce_mean(gaussian_kl(out.mu, out.log_var)))
     elbo = losses.LOSSES["elbo"](out, model, cfg)
     assert float(elbo["loss"]) == pytest.approx(recon + kl, rel=1e-5)
     mi = losses.LOSSES["mi"](out, model, cfg)
@@ -87,3 +88,20 @@ def test_objectives_combine_their_terms_as_the_papers_write_them():
     mmd_imq = float(losses.mmd(out.z, out.z_prior, losses.imq_kernel))
     assert float(wae["loss"]) == pytest.approx(recon + 3.0 * mmd_imq, rel=1e-5)
     assert set(losses.LOSSES) == {"elbo", "mi", "wae"}
+
+
+def test_the_registry_resolves_a_loss_name_and_is_its_only_check():
+    """``Family.loss(name)`` is the one check of a loss name: a ConfigError naming the
+    family's losses; the model resolves its config's loss through the same registry."""
+    from common.config import ConfigError
+    from models import UnknownLossError, get_family
+    from models.vae.config import VAEConfig
+
+    family = get_family("vae")
+    assert family.loss("wae") is losses.LOSSES["wae"]
+    assert issubclass(UnknownLossError, ConfigError)
+    message = "unknown loss 'perceptual' for family 'vae'; known: elbo, mi, wae"
+    with pytest.raises(UnknownLossError, match=message):
+        family.loss("perceptual")
+    with pytest.raises(UnknownLossError, match=message):
+        family.build(VAEConfig(loss="perceptual", widths=(8, 16)), (32, 32, 3), 8)

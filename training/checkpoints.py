@@ -1,147 +1,163 @@
-"""Loading a finished run: one public call for the trainer, later stages, tests and
-``python -m experiments.sample``.
+"""A run folder's checkpoints: its latest one, and a model's weights read back from it.
 
-A run folder's ``config.json`` records what built the model (family, stage, the
-family config, image shape, batch, seed, and the folders of the earlier stages
-it was built on); ``checkpoints/`` holds the trainer's ``tf.train.Checkpoint``
-of it (weights, EMA copies where the family keeps them, optimiser slots). A run
-is finished when ``metrics.json`` exists (written last by the runner).
+``checkpoints/`` holds the trainer's ``tf.train.Checkpoint`` of the model (weights, EMA
+copies where the family keeps them, optimiser slots). Loading a whole finished run
+(its record, its earlier stages, its model) is ``experiments.runs.load_run``.
 """
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
+import re
+import shutil
+import sys
 
 import tensorflow as tf
 
-from common.config import ConfigError, from_dict
+from common.run_record import METRICS_FILE
+
+#: the index file TensorFlow reads to find a folder's newest checkpoint
+INDEX_FILE = "checkpoint"
+_CKPT_INDEX = re.compile(r"ckpt-(\d+)\.index")
 
 
-class RunLoadError(ValueError):
-    """A folder that is not a finished run of this suite (the message says why and what to do)."""
+class CheckpointError(ValueError):
+    """A run folder without a checkpoint, or one that does not fit the model (the message
+    says why and what to do)."""
 
 
-@dataclasses.dataclass
-class LoadedRun:
-    """A restored run: ``model`` is the family's GenerativeModel with the run's final weights."""
-    run_dir: str
-    model: object
-    family: str
-    stage: str
-    config: object
-    record: dict
-    metrics: dict
-
-
-def _read_json(path, what):
+def on_disk(folder) -> list:
+    """The path prefixes of the ``ckpt-N`` checkpoints in ``folder`` (those whose
+    ``.index`` file is there; the trainer writes it last), oldest (smallest N) first."""
     try:
-        with open(path, encoding="utf-8") as f:
-            value = json.load(f)
-    except (OSError, ValueError) as err:
-        raise RunLoadError(f"{path}: cannot read the run's {what} ({err}); "
-                           f"it is damaged or not written by this suite") from err
-    if not isinstance(value, dict):
-        raise RunLoadError(f"{path}: the run's {what} is not a JSON object")
-    return value
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    found = sorted((int(m.group(1)), m.group(0)[:-len(".index")])
+                   for m in map(_CKPT_INDEX.fullmatch, names) if m)
+    return [os.path.join(folder, name) for _, name in found]
 
 
-def read_record(run_dir: str, *, require_finished: bool = True) -> tuple[dict, dict]:
-    """(config.json, metrics.json) of a run folder, with a clear error when it is not one."""
-    if not os.path.isdir(run_dir):
-        raise RunLoadError(f"{run_dir}: no such run folder")
-    config_path = os.path.join(run_dir, "config.json")
-    if not os.path.exists(config_path):
-        raise RunLoadError(f"{run_dir} is not a run folder of this suite (no config.json); "
-                           f"pass a folder under <out>/runs/")
-    record = _read_json(config_path, "configuration")
-    if "identity" not in record or "family" not in record["identity"]:
-        raise RunLoadError(f"{config_path} is not a run configuration of this suite "
-                           f"(no identity.family)")
-    metrics_path = os.path.join(run_dir, "metrics.json")
-    if not os.path.exists(metrics_path):
-        if require_finished:
-            raise RunLoadError(f"{run_dir} is an unfinished run (no metrics.json); rerun the "
-                               f"run_all.py command that started it to finish it")
-        return record, {}
-    return record, _read_json(metrics_path, "metrics")
+def index_problem(folder) -> str | None:
+    """Why ``folder``'s index file (``checkpoint``: TensorFlow finds the newest checkpoint
+    through it) cannot be trusted, in words; None when it is sound, or when it is missing
+    and there is no checkpoint to find. Read here, not by TensorFlow, which ignores a
+    damaged index with a warning (a run would silently restart from step 0) or raises on
+    an empty one."""
+    from google.protobuf import text_format
+    from tensorflow.python.training.checkpoint_state_pb2 import CheckpointState
 
-
-def _stage_of(family, record):
-    name = record.get("stage", family.final_stage.name)
-    for stage in family.stages:
-        if stage.name == name:
-            return stage
-    raise RunLoadError(f"the run records stage {name!r}, which family {family.name!r} "
-                       f"does not have (stages: {', '.join(s.name for s in family.stages)})")
-
-
-def _image_shape(record):
-    if "image_shape" in record:
-        return tuple(int(d) for d in record["image_shape"])
-    size = int(record["identity"]["image_size"])  # runs written before image_shape was recorded
-    return (size, size, 3)
-
-
-def load_run(run_dir: str, *, require_finished: bool = True) -> LoadedRun:
-    """Rebuild the model of the run in ``run_dir`` and restore its latest checkpoint.
-
-    Earlier stages are loaded first from the folders the run recorded, and handed
-    to the stage's builder (which freezes them). Call it inside a strategy's
-    scope to get distributed variables. Raises :class:`RunLoadError` for a folder
-    that is not a (finished) run of this suite, or whose checkpoint does not
-    match the model its configuration describes.
-    """
-    from models import UnknownFamilyError, get_family
-
-    run_dir = os.path.abspath(run_dir)
-    record, metrics = read_record(run_dir, require_finished=require_finished)
-    identity = record["identity"]
+    disk = on_disk(folder)
+    path = os.path.join(folder, INDEX_FILE)
     try:
-        family = get_family(identity["family"])
-    except UnknownFamilyError as err:
-        raise RunLoadError(f"{run_dir}: {err}") from err
-    stage = _stage_of(family, record)
-    saved_config = record.get("family_config", identity.get("family_config"))
-    if saved_config is None and "fields" in identity:
-        saved_config = identity["fields"]
+        with open(path, "rb") as f:
+            state = text_format.Parse(f.read().decode("utf-8"), CheckpointState())
+    except FileNotFoundError:
+        return "missing" if disk else None
+    except Exception as err:  # noqa: BLE001 (text_format.ParseError, UnicodeDecodeError, OSError)
+        return f"unreadable: {type(err).__name__}"
+    named = state.model_checkpoint_path
+    if not named:
+        return "names no checkpoint"
+    named = os.path.normpath(named if os.path.isabs(named) else os.path.join(folder, named))
+    if not disk or named != os.path.normpath(disk[-1]):
+        newest = os.path.basename(disk[-1]) if disk else "none"
+        return (f"names {os.path.basename(named)}, the newest checkpoint on disk is "
+                f"{newest}")
+    return None
+
+
+def rebuild_index(folder) -> list:
+    """Write ``folder``'s index file afresh from the checkpoints on disk (newest last, each
+    with its file's time, so that ``tf.train.CheckpointManager`` keeps counting them), or
+    remove it when there are none; returns the checkpoints listed."""
+    from tensorflow.python.checkpoint import checkpoint_management
+
+    disk = on_disk(folder)
+    if not disk:
+        if os.path.lexists(os.path.join(folder, INDEX_FILE)):
+            os.remove(os.path.join(folder, INDEX_FILE))
+        return []
+    stamps = [os.path.getmtime(path + ".index") for path in disk]
+    checkpoint_management.update_checkpoint_state_internal(
+        save_dir=folder, model_checkpoint_path=disk[-1], all_model_checkpoint_paths=disk,
+        save_relative_paths=True, all_model_checkpoint_timestamps=stamps,
+        last_preserved_timestamp=min(stamps) - 1.0)
+    return disk
+
+
+def remove_partial(folder) -> None:
+    """Remove what a checkpoint save cut short leaves in ``folder``: TensorFlow writes a
+    checkpoint's shards into ``ckpt-N_temp/`` and merges them into ``ckpt-N.*`` last, so
+    after a full disk or a kill the folder holds an empty or partial ``ckpt-N_temp/``."""
     try:
-        config = from_dict(family.config_cls, saved_config or {}, where=f"{run_dir}/config.json")
-    except ConfigError as err:
-        raise RunLoadError(str(err)) from err
-    inputs = {name: load_run(os.path.join(run_dir, rel)).model
-              for name, rel in record.get("inputs", {}).items()}
-    batch = int(record.get("batch_size", getattr(config, stage.batch_field)))
-    model = stage.build(config, _image_shape(record), batch, seed=int(identity.get("seed", 0)),
-                        inputs=inputs)
-    model(tf.zeros([1, *model.image_shape]))  # create every variable before restoring
-    restore_weights(model, run_dir)
-    return LoadedRun(run_dir=run_dir, model=model, family=family.name, stage=stage.name,
-                     config=config, record=record, metrics=metrics)
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith("ckpt-") and name.endswith("_temp"):
+            shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+
+
+#: A finished run's weights alone (the model's variables, EMA copies included, no optimiser
+#: slots): what a committed run ships so that a fresh clone can sample it. The same
+#: tf.train.Checkpoint format as ``checkpoints/`` (float32 stored exactly), a fraction of
+#: its size.
+WEIGHTS_PREFIX = os.path.join("weights", "model")
+
+
+def shipped_weights(run_dir: str):
+    """The path prefix of the run's weights-only checkpoint, None when it has none."""
+    path = os.path.join(run_dir, WEIGHTS_PREFIX)
+    return path if os.path.exists(path + ".index") else None
+
+
+def write_weights(model, run_dir: str) -> str:
+    """Write the model's variables (not its optimisers) to ``run_dir/weights/``, whole or
+    not at all (written beside it, then renamed into place); returns the path prefix."""
+    folder = os.path.join(run_dir, os.path.dirname(WEIGHTS_PREFIX))
+    scratch = folder + ".partial"
+    shutil.rmtree(scratch, ignore_errors=True)
+    tf.train.Checkpoint(model=model).write(os.path.join(scratch, os.path.basename(WEIGHTS_PREFIX)))
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(scratch, folder)
+    return os.path.join(run_dir, WEIGHTS_PREFIX)
 
 
 def latest_checkpoint(run_dir: str):
-    return tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+    """The path prefix of the run's newest checkpoint (the ``ckpt-N`` with the largest N
+    on disk, which a sound index file also names), None when it has none."""
+    disk = on_disk(os.path.join(run_dir, "checkpoints"))
+    return disk[-1] if disk else None
 
 
-def restore_weights(model, run_dir: str):
-    """The model's variables (not its optimisers) from the run's latest checkpoint."""
-    path = latest_checkpoint(run_dir)
+def restore_weights(model, run_dir: str, *, weights_only: bool = False):
+    """The model's variables (not its optimisers) from the run's latest checkpoint, or from
+    its shipped ``weights/`` when it has none (a fresh clone) or ``weights_only`` asks."""
+    path = (None if weights_only else latest_checkpoint(run_dir)) or shipped_weights(run_dir)
     if path is None:
-        raise RunLoadError(f"{run_dir} has no checkpoint under checkpoints/; rerun the "
-                           f"run_all.py command that wrote it")
+        metrics = os.path.join(run_dir, METRICS_FILE)
+        fix = (f"its weights are lost: delete {metrics} and rerun the run_all.py command "
+               f"that wrote it to train it again" if os.path.exists(metrics) else
+               "rerun the run_all.py command that started it to train it")
+        raise CheckpointError(f"{run_dir} has no checkpoint under checkpoints/; {fix}")
+    problem = None if path == shipped_weights(run_dir) else index_problem(os.path.dirname(path))
+    if problem:
+        print(f"note: {os.path.join(os.path.dirname(path), INDEX_FILE)} is damaged "
+              f"({problem}); restoring {os.path.basename(path)}, the newest checkpoint on "
+              f"disk", file=sys.stderr)
     try:
         status = tf.train.Checkpoint(model=model).read(path)
     except (tf.errors.OpError, ValueError, IndexError, OSError) as err:
         # (a truncated shard surfaces as IndexError "Read less bytes than requested")
         # An older checkpoint would hold older weights than the run reported: never fall back.
-        raise RunLoadError(f"{path} is damaged ({type(err).__name__}: "
-                           f"{(str(err).strip().splitlines() or [''])[0][:160]}); the run's final "
-                           f"weights are lost: delete {os.path.join(run_dir, 'metrics.json')} "
-                           f"and rerun run_all.py to train its last steps again") from err
+        raise CheckpointError(f"{path} is damaged ({type(err).__name__}: "
+                              f"{(str(err).strip().splitlines() or [''])[0][:160]}); the run's "
+                              f"final weights are lost: delete "
+                              f"{os.path.join(run_dir, METRICS_FILE)} and rerun run_all.py to "
+                              f"train its last steps again") from err
     try:
         status.expect_partial().assert_existing_objects_matched()
     except AssertionError as err:
-        raise RunLoadError(f"{path} does not hold the weights of the model its config.json "
-                           f"describes ({str(err).splitlines()[0]})") from err
+        raise CheckpointError(f"{path} does not hold the weights of the model its config.json "
+                              f"describes ({str(err).splitlines()[0]})") from err
     return path

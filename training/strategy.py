@@ -6,7 +6,7 @@ import os
 
 import tensorflow as tf
 
-STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")
+from training.strategy_names import STRATEGIES
 
 
 def _tpu_resolver():

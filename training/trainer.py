@@ -7,6 +7,13 @@ state is (weights, optimiser slots, step counter, epoch progress); the batches
 of epoch ``e`` are a pure function of (seed, e) and the noise of step ``s`` a
 pure function of (seed, s), so a resumed run computes exactly what an
 uninterrupted one would have.
+
+How the steps run on this machine (``training.runtime.Runtime``, the same for every
+family): the model is built under the run's precision's Keras dtype policy (set for the
+build, restored after it), and told the run's XLA and accumulation settings before its
+first step is traced (``GenerativeModel.configure_steps``). ``max_steps`` (a
+rehearsal) ends the stage after that many optimisation steps, mid-epoch if need be: that
+partial epoch is reported and checkpointed as the stage's last.
 """
 from __future__ import annotations
 
@@ -21,8 +28,10 @@ import tensorflow as tf
 
 from models.base import GenerativeModel
 from training import callbacks as cbs
+from training import checkpoints
 from common import files as artifacts
 from training.config import TrainConfig
+from training.runtime import Runtime, check_max_steps, precision_policy
 from training.strategy import is_chief
 
 _MAX_LOG_KEYS = 64
@@ -35,6 +44,8 @@ class TrainResult:
     model: object
     steps: int
     resumed_from_step: int
+    #: the stage ended at the trainer's ``max_steps`` (a rehearsal), before its planned end
+    stopped_at_max_steps: bool = False
 
 
 class EpochProgress(tf.Module):
@@ -82,13 +93,20 @@ def _reduce_logs(strategy, logs):
 class Trainer:
     """Trains one model on one dataset and keeps its run folder's training files.
 
-    build_model: ``() -> GenerativeModel``, called inside the strategy scope.
+    build_model: ``() -> GenerativeModel``, called inside the strategy scope and the
+        runtime's precision policy.
     train_source / val_source: ``data.ImageSource`` (val may be None).
+    runtime: precision, XLA and accumulation (``training.runtime.Runtime``; None: float32,
+        no XLA, no accumulation). An accumulation that does not divide the per-replica
+        batch is a ValueError here, before anything is built.
+    max_steps: end the stage after this many optimisation steps in all (a rehearsal;
+        None: the planned length); not a positive integer: ValueError.
     """
 
     def __init__(self, build_model, train_source, val_source, config: TrainConfig, *,
                  global_batch_size: int, run_dir: str, strategy=None, title: str = "",
-                 extra_callbacks=(), verbose: bool = True, batches_per_step: int | None = None):
+                 extra_callbacks=(), verbose: bool = True, batches_per_step: int | None = None,
+                 runtime: Runtime | None = None, max_steps: int | None = None):
         self.build_model = build_model
         self.train_source, self.val_source = train_source, val_source
         self.config = config
@@ -111,6 +129,9 @@ class Trainer:
         if self.global_batch_size % self.strategy.num_replicas_in_sync:
             raise ValueError(f"global batch {self.global_batch_size} is not divisible by the "
                              f"{self.strategy.num_replicas_in_sync} replicas")
+        self.runtime = Runtime() if runtime is None else runtime
+        self.runtime.check_batch(self.global_batch_size, self.strategy.num_replicas_in_sync)
+        self.max_steps = check_max_steps(max_steps)
 
     @property
     def images_per_step(self) -> int:
@@ -122,7 +143,7 @@ class Trainer:
             raise ValueError(
                 f"the train split has {self.train_source.num_examples} images, fewer than one "
                 f"step's {self.images_per_step} ({self.batches_per_step} batch(es) of "
-                f"{self.global_batch_size}): lower the batch size or raise the limit")
+                f"{self.global_batch_size}): use more train images or a smaller batch")
         steps = self.config.steps_per_epoch
         return full if steps is None else min(int(steps), full)
 
@@ -147,7 +168,16 @@ class Trainer:
         self.progress = EpochProgress()
         self.checkpoint = tf.train.Checkpoint(model=model, progress=self.progress,
                                               **model.checkpoint_objects())
-        self.manager = tf.train.CheckpointManager(self.checkpoint, self._checkpoint_dir(),
+        folder = self._checkpoint_dir()
+        checkpoints.remove_partial(folder)  # a save cut short by a kill or a full disk
+        problem = checkpoints.index_problem(folder) if self.chief else None
+        if problem:  # TensorFlow would ignore it (a warning) and restart the run from step 0
+            found = checkpoints.rebuild_index(folder)
+            print(f"[train] {os.path.join(folder, checkpoints.INDEX_FILE)} is damaged "
+                  f"({problem}); rebuilt it from the checkpoints on disk ("
+                  f"{', '.join(os.path.basename(p) for p in found) or 'none'}): resuming from "
+                  f"the newest that reads back", flush=True)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, folder,
                                                   max_to_keep=_KEEP_CHECKPOINTS)
 
     def _save(self, epochs_done=None):
@@ -157,7 +187,13 @@ class Trainer:
             self.progress.sums.assign(tf.zeros_like(self.progress.sums))
         else:
             self._store_progress()
-        self.manager.save(checkpoint_number=int(self.model.step_counter.numpy()))
+        try:
+            self.manager.save(checkpoint_number=int(self.model.step_counter.numpy()))
+        except BaseException as err:  # a full disk, Ctrl-C mid-save: leave no half checkpoint
+            checkpoints.remove_partial(self._checkpoint_dir())
+            if isinstance(err, Exception) and artifacts.is_disk_full(err):
+                raise artifacts.disk_full(self._checkpoint_dir(), "a checkpoint") from err
+            raise
         if not self.chief:
             shutil.rmtree(self._checkpoint_dir(), ignore_errors=True)
 
@@ -196,10 +232,9 @@ class Trainer:
                           f"{reason}); moved it to {aside}/ and trying the one before",
                           flush=True)
                 continue
-            if damaged:  # forget the damaged ones, or the manager would count them as kept
-                kept = [p for p in self.manager.checkpoints if p not in damaged]
-                tf.compat.v1.train.update_checkpoint_state(
-                    folder, path, all_model_checkpoint_paths=kept)
+            if damaged:  # forget the damaged ones (moved aside), or the manager would count them
+                if self.chief:
+                    checkpoints.rebuild_index(folder)
                 self.manager = tf.train.CheckpointManager(self.checkpoint, folder,
                                                           max_to_keep=_KEEP_CHECKPOINTS)
             return int(self.model.step_counter.numpy())
@@ -287,12 +322,14 @@ class Trainer:
         cfg = self.config
         # Initial weights are a function of the seed, like everything after them.
         keras.utils.set_random_seed(cfg.seed)
-        with self.strategy.scope():
+        with self.strategy.scope(), precision_policy(self.runtime.precision):
             model = self.build_model()
             model(tf.zeros([1, *model.image_shape]))  # create every variable before restoring
             model.build_optimizers()
+        model.configure_steps(jit=self.runtime.jit, accumulate=self.runtime.accumulate,
+                              replicas=self.strategy.num_replicas_in_sync)
         self.model = model
-        self._adopt_batches_per_step(int(getattr(model, "batches_per_step", 1)))
+        self._adopt_batches_per_step(int(model.batches_per_step))
         self._make_state(model)
         start_step = self._restore()
         # What the steps consume (the images, or features a frozen stage makes of them once)
@@ -311,21 +348,34 @@ class Trainer:
         self.log_keys, self.trackers = None, {}
         if self.verbose and self.chief:
             where = f"resuming at step {start_step}" if start_step else "starting"
+            limit = "" if self.max_steps is None else f", stopping after step {self.max_steps}"
             print(f"[train] {where}; {cfg.epochs} epoch(s) x {self.steps_per_epoch} steps, "
                   f"global batch {self.global_batch_size} on "
-                  f"{self.strategy.num_replicas_in_sync} replica(s); writing {self.run_dir}",
-                  flush=True)
+                  f"{self.strategy.num_replicas_in_sync} replica(s), "
+                  f"{self.runtime.describe()}{limit}; writing {self.run_dir}", flush=True)
         callback_list = self._callbacks(model, history)
         callback_list.on_train_begin()
         saved_keys = self.progress.keys.numpy().decode()
         if saved_keys:
             self._set_trackers(saved_keys.split(","))
         step = start_step
+        limit = self.max_steps
+        stopped = False
         for epoch in range(epochs_done, cfg.epochs):
+            if limit is not None and step >= limit:
+                stopped = True
+                break
             skip = step - epoch * self.steps_per_epoch
+            if skip < 0:
+                raise ValueError(f"{self.run_dir} ended at step {step}, inside epoch {epoch} "
+                                 f"(a rehearsal's max_steps): it cannot continue as a longer "
+                                 f"run; delete it to train this stage afresh")
+            todo = self.steps_per_epoch - skip
+            if limit is not None and limit - step < todo:
+                todo, stopped = limit - step, True
             callback_list.on_epoch_begin(epoch)
             iterator = iter(_distribute(self.strategy, self._train_batches(epoch, skip)))
-            for _ in range(self.steps_per_epoch - skip):
+            for _ in range(todo):
                 logs = train_fn(iterator)
                 if self.log_keys is None:
                     self._set_trackers(logs)
@@ -338,9 +388,12 @@ class Trainer:
             callback_list.on_epoch_end(epoch, epoch_logs)
             for tracker in self.trackers.values():
                 tracker.reset_state()
+            if stopped:
+                break
         callback_list.on_train_end()
         rows = self.history_writer.rows if self.chief else []
-        return TrainResult(history=rows, model=model, steps=step, resumed_from_step=start_step)
+        return TrainResult(history=rows, model=model, steps=step, resumed_from_step=start_step,
+                           stopped_at_max_steps=stopped)
 
     def _previous_history(self, epochs_done):
         return [row for row in read_history(self.run_dir) if int(row["epoch"]) <= epochs_done]
@@ -349,7 +402,7 @@ class Trainer:
         cfg = self.config
         callbacks = []
         if self.chief:
-            pairs = getattr(model, "LOSS_PAIRS", [(model.TRAIN_LOSS_KEY, model.VAL_LOSS_KEY)])
+            pairs = model.LOSS_PAIRS
             self.history_writer = cbs.HistoryWriter(self.run_dir, history, pairs, self.title)
             if model.IS_FIRST_STAGE:  # a first stage shows reconstructions of fixed images
                 source = self.val_source or self.train_source

@@ -4,7 +4,7 @@ a class-conditional decoder-only transformer over [label] + image codes (stage 2
 trained with cross-entropy, the Brier score ("mse") or cross-entropy plus a
 perceptual term; sampling with temperature, top-k, guidance and a key/value cache."""
 from models import Family, Stage
-from models.autoregressive.config import PRESETS, AutoregressiveConfig
+from models.autoregressive.config import BATCH_CAPS, PRESETS, TRAINING, AutoregressiveConfig
 from models.autoregressive.losses import LOSSES
 from models.autoregressive.model import AutoregressivePrior, Tokenizer
 
@@ -33,6 +33,6 @@ FAMILY = Family(
     name="autoregressive", model_name="DALL-E", config_cls=AutoregressiveConfig, losses=LOSSES,
     presets=PRESETS,
     stages=(Stage("tokenizer", build_tokenizer, shared_fields=TOKENIZER_FIELDS,
-                  train_preset="vq_train", batch_field="vq_batch_size"),
+                  batch_field="vq_batch_size"),
             Stage("prior", build_prior)),
-    sampler_fields=SAMPLER_FIELDS)
+    sampler_fields=SAMPLER_FIELDS, training=TRAINING, batch_caps=BATCH_CAPS)

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import dataclasses
 
+from models.config import FamilyConfig, StageTraining
+
 #: A top_k at least this large keeps every code (no truncation).
 NO_TOP_K = 1 << 16
 
 
 @dataclasses.dataclass
-class AutoregressiveConfig:
+class AutoregressiveConfig(FamilyConfig):
     """DALL-E's recipe (Ramesh et al. 2021) at CPU scale: a discrete tokenizer (stage 1)
     turns an image into a grid of codes, and a decoder-only transformer (stage 2) models
     [class label] + codes left to right, as DALL-E puts the caption before the image.
@@ -72,7 +74,7 @@ class AutoregressiveConfig:
     top_k: int = NO_TOP_K
     guidance_scale: float = 1.0
 
-    def validate(self):
+    def validate(self) -> None:
         """One-line errors for options that cannot work, before anything trains."""
         if self.latent_size < 2:
             raise ValueError(f"the latent size is the codebook size K and must be >= 2, got "
@@ -111,7 +113,6 @@ class AutoregressiveConfig:
         if not self.guidance_scale >= 0:
             raise ValueError(f"guidance_scale must be >= 0 (1 = conditional model, "
                              f"0 = unconditional), got {self.guidance_scale}")
-        return self
 
 
 def token_grid(config: AutoregressiveConfig, image_shape) -> tuple:
@@ -136,18 +137,24 @@ def check_context(config: AutoregressiveConfig, image_shape) -> int:
     return n
 
 
-#: Per-profile overrides (one per profile of ``experiments/profiles.py``). The
-#: "vq_train" / "train" entries set each stage's training length (TrainConfig fields).
-#: quick: sized so that each stage trains in at most ~10 minutes on 2 CPU cores.
+#: Per-profile overrides (one per profile of ``experiments/profiles.py``).
 PRESETS = {
     "smoke": {"vq_widths": (8, 8, 16), "code_dim": 8, "vq_batch_size": 8, "width": 16,
               "depth": 1, "heads": 2, "warmup_steps": 2},
     "quick": {"vq_widths": (32, 64, 128), "code_dim": 32, "vq_batch_size": 64,
               "vq_learning_rate": 1e-3, "width": 128, "depth": 4, "heads": 4,
-              "learning_rate": 1e-3, "warmup_steps": 30,
-              "vq_train": {"epochs": 5, "steps_per_epoch": 160},
-              "train": {"epochs": 5, "steps_per_epoch": 60}},
+              "learning_rate": 1e-3, "warmup_steps": 30},
     "paper": {"vq_widths": (64, 128, 256), "code_dim": 64, "vq_batch_size": 128, "width": 512,
               "depth": 8, "heads": 8, "learning_rate": 3e-4, "warmup_steps": 1000,
               "context_length": 256},
 }
+
+#: Each stage's training length where the profile's own does not fit the recipe.
+#: quick: sized so that each stage trains in at most ~10 minutes on 2 CPU cores.
+TRAINING = {
+    "quick": {"tokenizer": StageTraining(epochs=5, steps_per_epoch=160),
+              "prior": StageTraining(epochs=5, steps_per_epoch=60)},
+}
+
+#: The family's cap on the batch per profile (none).
+BATCH_CAPS = {}

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from models.losses import LossRegistry
+
 
 def token_cross_entropy(logits, codes):
     """-log p(c_i | y, c_<i) averaged over the positions: [b] (nats per token)."""
@@ -108,11 +110,11 @@ def needs_images(loss) -> bool:
     return bool(getattr(loss, "needs_images", False))
 
 
-LOSSES = {
+LOSSES = LossRegistry("autoregressive", {
     "cross_entropy": cross_entropy,
     "mse": mse,
     "perceptual": perceptual,
-}
+})
 
 
 # ------------------------------------------------------------ the first stage

@@ -5,6 +5,15 @@ prior also owns the sampler (temperature, top-k, guidance, key/value cache).
 DALL-E (Ramesh et al. 2021) trains a discrete VAE, then a transformer on
 [text tokens] + [image tokens]; here the tokenizer is a VQ-VAE with an EMA codebook
 (van den Oord et al. 2017) and the "caption" is one class-label token.
+
+Precision, XLA and accumulation (``models.base``): the encoder's outputs, the decoder's
+images and the prior's logits are cast to float32 before the quantiser, the losses and
+the sampler read them (the codebook and its EMA are float32 variables; attention's
+softmax runs in float32). The tokenizer's terms are per example, so k micro-batches give
+exactly the whole batch's gradient; its codebook's EMA step spans the batch and runs
+once per step after the update, on the encoder outputs and codes of every micro-batch
+(all-gathered): the same update as the whole batch's. The prior's terms are per example
+(its label dropout is drawn for the whole batch and cut with it): exact.
 """
 from __future__ import annotations
 
@@ -16,11 +25,12 @@ from data.sources import FeatureSource
 from models.autoregressive.config import check_context, token_grid
 from models.autoregressive.losses import (LOSSES, needs_images, token_cross_entropy,
                                           tokenizer_terms)
-from models.autoregressive.networks import (TransformerPrior, build_decoder, build_encoder,
-                                            feature_model)
+from models.autoregressive.networks import TransformerPrior, build_encoder, feature_model
 from models.autoregressive.quantizer import (code_statistics, ema_codebook_update,
                                              nearest_codes, straight_through)
 from models.base import GenerativeModel
+from models.shared.blocks import build_decoder
+from models.shared.precision import scale_loss, to_float32
 
 # Salts that keep the steps' independent noise streams apart.
 _SALT_RESTART = 1  # which encoder outputs restart the dead codes
@@ -45,7 +55,7 @@ class Tokenizer(GenerativeModel):
                   ("codes_used", "val_codes_used")]
 
     def __init__(self, config, *, image_shape, global_batch_size, seed=0, **kwargs):
-        super().__init__(config.validate(), image_shape=image_shape,
+        super().__init__(config, image_shape=image_shape,
                          global_batch_size=global_batch_size, seed=seed, **kwargs)
         self.grid = token_grid(config, self.image_shape)
         self.num_codes, self.code_dim = int(config.latent_size), int(config.code_dim)
@@ -58,13 +68,14 @@ class Tokenizer(GenerativeModel):
         # Initial codes: small, seeded; the first steps move or restart them onto the data.
         initial = 0.1 * tf.random.stateless_normal([self.num_codes, self.code_dim],
                                                    [self.seed, 271828])
-        state = dict(trainable=False, aggregation="only_first_replica")
+        # float32 state, read as float32 even inside the model's call under mixed precision
+        state = dict(trainable=False, aggregation="only_first_replica", autocast=False)
         self.codebook = keras.Variable(initial, name="codebook", **state)
         self.ema_sum = keras.Variable(initial, name="ema_sum", **state)
         self.ema_count = keras.Variable(tf.ones([self.num_codes]), name="ema_count", **state)
 
     def build_optimizers(self):
-        self.optimizer = keras.optimizers.Adam(self.config.vq_learning_rate)
+        self.optimizer = self.loss_scaled(keras.optimizers.Adam(self.config.vq_learning_rate))
         self.optimizer.build(self.trainable_variables)
 
     # ------------------------------------------------------------- codes
@@ -80,12 +91,12 @@ class Tokenizer(GenerativeModel):
 
     def tokens(self, x):
         """Images [b, H, W, C] -> codes [b, n] in raster order (n = h * w)."""
-        codes, _ = self.vector_quantize(self.encoder(x, training=False))
+        codes, _ = self.vector_quantize(to_float32(self.encoder(x, training=False)))
         return tf.reshape(codes, [tf.shape(x)[0], -1])
 
     def decode(self, z):
-        """Code vectors [b, h, w, D] -> images [b, H, W, C] (unclipped)."""
-        return self.decoder(z, training=False)
+        """Code vectors [b, h, w, D] -> images [b, H, W, C] (unclipped, float32)."""
+        return to_float32(self.decoder(z, training=False))
 
     def decode_codes(self, codes):
         """Codes [b, n] -> images [b, H, W, C] in [-1, 1]."""
@@ -95,35 +106,49 @@ class Tokenizer(GenerativeModel):
     def features(self, x):
         """The encoder's residual-level activations of images [b, H, W, C]: a list of
         [b, H / 2^l, W / 2^l, width_l] (the perceptual loss's feature network)."""
-        out = self.feature_net(x, training=False)
+        out = to_float32(self.feature_net(x, training=False))
         return out if isinstance(out, (list, tuple)) else [out]
 
     def call(self, x, training=False):
-        _, z_q = self.vector_quantize(self.encoder(x, training=training))
-        return self.decoder(z_q, training=training)
+        _, z_q = self.vector_quantize(to_float32(self.encoder(x, training=training)))
+        return to_float32(self.decoder(z_q, training=training))
 
     # ------------------------------------------------------------- steps
     def _forward(self, x, training):
         """(per-example terms, z_e [b, h, w, D], codes [b, h, w])."""
-        z_e = self.encoder(x, training=training)
+        z_e = to_float32(self.encoder(x, training=training))
         codes, z_q = self.vector_quantize(z_e)
-        x_hat = self.decoder(straight_through(z_e, z_q), training=training)
+        x_hat = to_float32(self.decoder(straight_through(z_e, z_q), training=training))
         return tokenizer_terms(x, x_hat, z_e, z_q, self.config), z_e, codes
 
-    def _logs(self, terms, codes_global):
-        logs = {k: self.replica_mean(v) for k, v in terms.items()}
+    def _logs(self, shares, codes_global):
+        """The terms' shares (``replica_mean`` of each per-example term) and the code
+        statistics of the global batch."""
+        logs = dict(shares)
         _, perplexity, used = code_statistics(codes_global, self.num_codes)
         logs.update(perplexity=self.replica_share(perplexity), codes_used=self.replica_share(used))
         return logs
 
+    def _gradients(self, x, scale):
+        """((gradients, the per-example terms' shares), (z_e, codes)) of a (micro-)batch."""
+        with tf.GradientTape() as tape:
+            terms, z_e, codes = self._forward(x, training=True)
+            loss = scale_loss(self.replica_mean(terms["loss"]), scale)
+        shares = {k: self.replica_mean(v) for k, v in terms.items()}
+        return ((tape.gradient(loss, self.trainable_variables), shares),
+                (tf.stop_gradient(z_e), codes))
+
+    def _evaluation(self, x):
+        terms, _, codes = self._forward(x, training=False)
+        return {k: self.replica_mean(v) for k, v in terms.items()}, codes
+
     def train_step(self, data):
         x, _ = data
         self.check_images(x)
-        with tf.GradientTape() as tape:
-            terms, z_e, codes = self._forward(x, training=True)
-            loss = self.replica_mean(terms["loss"])
-        grads = tape.gradient(loss, self.trainable_variables)
-        self.optimizer.apply(grads, self.trainable_variables)
+        (grads, shares), (z_e, codes) = self.over_micro_batches(
+            self.step_function(self._gradients, "gradients"), x,
+            self.loss_scale(self.optimizer))
+        self.apply_update(self.optimizer, grads, self.trainable_variables)
         # The codebook's EMA step, on the global batch (identical on every replica).
         z_all = self.gather(tf.reshape(tf.stop_gradient(z_e), [-1, self.code_dim]))  # [B*n, D]
         codes_all = self.gather(tf.reshape(codes, [-1]))  # [B*n]
@@ -137,15 +162,16 @@ class Tokenizer(GenerativeModel):
         self.ema_count.assign(count)
         self.ema_sum.assign(total)
         self.codebook.assign(codebook)
-        logs = self._logs(terms, codes_all)
+        logs = self._logs(shares, codes_all)
         logs["restarts"] = self.replica_share(tf.reduce_sum(tf.cast(dead, tf.float32)))
         return logs
 
     def test_step(self, data):
         x, _ = data
         self.check_images(x)
-        terms, _, codes = self._forward(x, training=False)
-        return self._logs(terms, self.gather(tf.reshape(codes, [-1])))
+        shares, codes = self.over_micro_batches(
+            self.step_function(self._evaluation, "evaluation"), x)
+        return self._logs(shares, self.gather(tf.reshape(codes, [-1])))
 
     # ------------------------------------------------------------- first stage
     def reconstruct(self, images):
@@ -195,11 +221,9 @@ class AutoregressivePrior(GenerativeModel):
 
     def __init__(self, config, *, image_shape, global_batch_size, seed=0, tokenizer=None,
                  **kwargs):
-        super().__init__(config.validate(), image_shape=image_shape,
+        super().__init__(config, image_shape=image_shape,
                          global_batch_size=global_batch_size, seed=seed, **kwargs)
-        if config.loss not in LOSSES:
-            raise ValueError(f"unknown autoregressive loss {config.loss!r}; known: "
-                             f"{', '.join(sorted(LOSSES))}")
+        self.loss_fn = LOSSES.resolve(config.loss)
         if tokenizer is None:
             raise ValueError("the autoregressive prior needs its trained tokenizer (stage 1)")
         if tokenizer.num_codes != config.latent_size:
@@ -209,7 +233,6 @@ class AutoregressivePrior(GenerativeModel):
         if tokenizer.image_shape != self.image_shape:
             raise ValueError(f"the tokenizer was trained on {tokenizer.image_shape} images, "
                              f"this run has {self.image_shape}; train a first stage for them")
-        self.loss_fn = LOSSES[config.loss]
         self.tokenizer = tokenizer.freeze()
         self.num_tokens = check_context(config, self.image_shape)
         self.num_codes = int(config.latent_size)
@@ -218,8 +241,8 @@ class AutoregressivePrior(GenerativeModel):
         self.configure_sampler()
 
     def build_optimizers(self):
-        self.optimizer = keras.optimizers.Adam(
-            LinearWarmup(self.config.learning_rate, self.config.warmup_steps), beta_2=0.95)
+        self.optimizer = self.loss_scaled(keras.optimizers.Adam(
+            LinearWarmup(self.config.learning_rate, self.config.warmup_steps), beta_2=0.95))
         self.optimizer.build(self.prior.trainable_variables)
 
     @property
@@ -255,26 +278,51 @@ class AutoregressivePrior(GenerativeModel):
         self.check_images(x)
         return self.tokenizer.tokens(x), x
 
-    def _terms(self, data, evaluation, tape=None):
+    def _inputs(self, data, evaluation):
+        """A step's per-example inputs: the images (a loss that reads them; else None is
+        left out), the codes and the labels after the label dropout (drawn for the batch)."""
         x, labels = data
         codes, images = self.step_codes(x)  # [b, n]
         b = tf.shape(codes)[0]
         drop = self.uniform(b, [], _SALT_DROP, evaluation=evaluation) < self.config.label_dropout
         y = tf.where(drop, tf.fill([b], self.null_label), tf.cast(labels, tf.int32))
-        logits = self.prior((y, codes[:, :-1]), training=not evaluation)  # [b, n, K]
-        return {"loss": self.replica_mean(self.loss_fn(logits, codes, images, self.tokenizer,
-                                                       self.config)),
+        inputs = {"codes": codes, "y": y}
+        if images is not None:
+            inputs["images"] = images
+        return inputs
+
+    def _terms(self, data, evaluation):
+        """The terms of a step's data (x, labels): its inputs, then their terms."""
+        return self._micro_terms(self._inputs(data, evaluation), evaluation)
+
+    def _micro_terms(self, micro, evaluation):
+        """The terms of a (micro-)batch of ``_inputs``."""
+        codes, y = micro["codes"], micro["y"]
+        logits = to_float32(self.prior((y, codes[:, :-1]), training=not evaluation))  # [b, n, K]
+        return {"loss": self.replica_mean(self.loss_fn(logits, codes, micro.get("images"),
+                                                       self.tokenizer, self.config)),
                 "nll": self.replica_mean(token_cross_entropy(logits, codes))}
 
-    def train_step(self, data):
-        with tf.GradientTape() as tape:
-            terms = self._terms(data, evaluation=False)
+    def _gradients(self, micro, scale):
         variables = self.prior.trainable_variables
-        self.optimizer.apply(tape.gradient(terms["loss"], variables), variables)
+        with tf.GradientTape() as tape:
+            terms = self._micro_terms(micro, evaluation=False)
+            loss = scale_loss(terms["loss"], scale)
+        return (tape.gradient(loss, variables), terms), ()
+
+    def train_step(self, data):
+        (grads, terms), _ = self.over_micro_batches(
+            self.step_function(self._gradients, "gradients"), self._inputs(data, False),
+            self.loss_scale(self.optimizer))
+        self.apply_update(self.optimizer, grads, self.prior.trainable_variables)
         return terms
 
     def test_step(self, data):
-        return self._terms(data, evaluation=True)
+        terms, _ = self.over_micro_batches(
+            self.step_function(lambda m: (self._micro_terms(m, evaluation=True), ()),
+                               "evaluation"),
+            self._inputs(data, True))
+        return terms
 
     # ------------------------------------------------------------- sampler
     def configure_sampler(self):
@@ -305,7 +353,7 @@ class AutoregressivePrior(GenerativeModel):
                 logits, cache = self.prior.step(rows, tf.gather(both, tf.maximum(i - 1, 0),
                                                                 axis=1), i, cache)
             else:
-                logits = tf.gather(self.prior((rows, both[:, :n - 1])), i, axis=1)
+                logits = to_float32(tf.gather(self.prior((rows, both[:, :n - 1])), i, axis=1))
             if guided:
                 cond, uncond = tf.split(logits, 2)
                 logits = uncond + cfg.guidance_scale * (cond - uncond)

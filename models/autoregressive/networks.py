@@ -1,9 +1,9 @@
 """The autoregressive family's networks.
 
 - ``build_encoder``: the VQ-VAE encoder x -> z_e (van den Oord et al. 2017, sec. 4.1:
-  strided convolutions and residual blocks), built from the diffusion family's
-  residual block; its decoder is the diffusion autoencoder's decoder
-  (``models.diffusion.networks.build_decoder``), the same mirror of the encoder.
+  strided convolutions and residual blocks), built from the residual block the
+  diffusion family's autoencoder uses too; its decoder is that autoencoder's decoder
+  (``models.shared.blocks.build_decoder``), the same mirror of the encoder.
 - ``TransformerPrior``: a decoder-only transformer (GPT-2, Radford et al. 2019:
   pre-norm blocks, causal multi-head self-attention, 4x MLP with GELU, a final layer
   norm, learned positions) over [label token] + image tokens, with a key/value cache
@@ -17,7 +17,7 @@ import keras
 import tensorflow as tf
 from keras import layers, ops
 
-from models.diffusion.networks import ResidualBlock, _groups, build_decoder  # noqa: F401
+from models.shared.blocks import ResidualBlock, group_count
 
 _NEG = -1e9  # logit of a masked attention position (exp underflows to exactly 0)
 
@@ -38,7 +38,7 @@ def build_encoder(image_shape, grid, code_dim: int, widths, name="vq_encoder") -
         if level < n_down:
             h = layers.Conv2D(widths[level + 1], 3, strides=2, padding="same",
                               name=f"down{level}")(h)
-    h = ops.silu(layers.GroupNormalization(_groups(widths[-1]), name="out_norm")(h))
+    h = ops.silu(layers.GroupNormalization(group_count(widths[-1]), name="out_norm")(h))
     z_e = layers.Conv2D(code_dim, 1, name="to_code")(h)
     return keras.Model(x_in, z_e, name=name)
 
@@ -56,8 +56,10 @@ def attend(q, k, v, mask):
     attend) -> [b, heads, tq, dh].
     """
     scores = tf.einsum("bhqd,bhkd->bhqk", q, k) / math.sqrt(int(q.shape[-1]))
-    scores = tf.where(mask[None, None], scores, _NEG)
-    return tf.einsum("bhqk,bhkd->bhqd", tf.nn.softmax(scores, axis=-1), v)
+    # masked and normalised in float32 whatever the compute dtype (mixed precision:
+    # _NEG is out of float16's range)
+    scores = tf.where(mask[None, None], tf.cast(scores, tf.float32), _NEG)
+    return tf.einsum("bhqk,bhkd->bhqd", tf.cast(tf.nn.softmax(scores, axis=-1), v.dtype), v)
 
 
 class Block(layers.Layer):
@@ -159,7 +161,7 @@ class TransformerPrior(keras.Model):
     def embed(self, labels, codes):
         """labels [b], codes [b, t - 1] -> [b, t, d]: the label token, then the codes, plus positions."""
         x = tf.concat([self.label_embedding(labels)[:, None], self.code_embedding(codes)], axis=1)
-        return x + tf.convert_to_tensor(self.positions)[None, :tf.shape(x)[1]]
+        return x + tf.cast(self.positions, x.dtype)[None, :tf.shape(x)[1]]
 
     def call(self, inputs, training=False):
         labels, codes = inputs
@@ -171,7 +173,8 @@ class TransformerPrior(keras.Model):
     def empty_cache(self, batch):
         """Zero keys and values for every block: a list of depth pairs [b, heads, n, dh]."""
         shape = [batch, self.heads, self.length, self.width // self.heads]
-        return [(tf.zeros(shape), tf.zeros(shape)) for _ in self.blocks]
+        dtype = self.compute_dtype  # the keys and values' dtype under mixed precision
+        return [(tf.zeros(shape, dtype), tf.zeros(shape, dtype)) for _ in self.blocks]
 
     def step(self, labels, previous_code, position, cache):
         """The logits [b, K] of code ``position`` (scalar int32), given the cache of the
@@ -179,9 +182,10 @@ class TransformerPrior(keras.Model):
         [b]. Returns (logits, cache)."""
         token = tf.where(position == 0, self.label_embedding(labels),
                          self.code_embedding(tf.maximum(previous_code, 0)))
-        x = (token + tf.gather(tf.convert_to_tensor(self.positions), position)[None])[:, None]
+        x = (token + tf.cast(tf.gather(tf.convert_to_tensor(self.positions), position),
+                             token.dtype)[None])[:, None]
         new_cache = []
         for block, (k, v) in zip(self.blocks, cache):
             x, k, v = block.step(x, k, v, position)
             new_cache.append((k, v))
-        return self.head(self.norm(x))[:, 0], new_cache
+        return tf.cast(self.head(self.norm(x))[:, 0], tf.float32), new_cache

@@ -3,7 +3,7 @@ KL-regularised autoencoder (stage 1, shared by the loss rows of one latent size)
 and a class-conditional U-Net denoiser (stage 2) trained with MSE, MAE or Huber
 on the predicted noise; DDPM and DDIM samplers with classifier-free guidance."""
 from models import Family, Stage
-from models.diffusion.config import PRESETS, DiffusionConfig
+from models.diffusion.config import BATCH_CAPS, PRESETS, TRAINING, DiffusionConfig
 from models.diffusion.losses import LOSSES
 from models.diffusion.model import Autoencoder, LatentDiffusion
 
@@ -30,7 +30,7 @@ FAMILY = Family(
     name="diffusion", model_name="Stable Diffusion", config_cls=DiffusionConfig, losses=LOSSES,
     presets=PRESETS,
     stages=(Stage("autoencoder", build_autoencoder, shared_fields=AUTOENCODER_FIELDS,
-                  train_preset="ae_train", batch_field="ae_batch_size",
+                  batch_field="ae_batch_size",
                   needed=lambda config: config.first_stage == "autoencoder"),
             Stage("denoiser", build_denoiser)),
-    sampler_fields=SAMPLER_FIELDS)
+    sampler_fields=SAMPLER_FIELDS, training=TRAINING, batch_caps=BATCH_CAPS)

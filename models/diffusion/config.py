@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import dataclasses
 
+from models.config import FamilyConfig, StageTraining
+
 SAMPLERS = ("ddim", "ddpm")
 SCHEDULES = ("linear", "cosine")
 FIRST_STAGES = ("autoencoder", "none")
 
 
 @dataclasses.dataclass
-class DiffusionConfig:
+class DiffusionConfig(FamilyConfig):
     """Latent diffusion (Rombach et al. 2022): a KL-regularised autoencoder (stage 1)
     and a class-conditional U-Net denoiser on its latents (stage 2), trained with
     DDPM's epsilon prediction (Ho et al. 2020; thesis eq. 2.12).
@@ -88,7 +90,7 @@ class DiffusionConfig:
     ddim_eta: float = 0.0
     guidance_scale: float = 1.0
 
-    def validate(self):
+    def validate(self) -> None:
         """One-line errors for options that cannot work, before anything trains."""
         if self.sampler not in SAMPLERS:
             raise ValueError(f"unknown diffusion sampler {self.sampler!r}; choose one of "
@@ -121,7 +123,6 @@ class DiffusionConfig:
             raise ValueError(f"huber_delta must be > 0, got {self.huber_delta}")
         if self.num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {self.num_classes}")
-        return self
 
 
 def unet_patch(config, latent_side: int) -> int:
@@ -155,58 +156,31 @@ def latent_shape(config: DiffusionConfig, image_shape) -> tuple:
                      f"choose such a latent size or set latent_side")
 
 
-def downsamplings(image_side: int, latent_side: int) -> int:
-    """Number of stride-2 steps from the image to the latent (log2 of the factor)."""
-    factor = image_side // latent_side
-    return factor.bit_length() - 1
-
-
-#: Per-profile overrides (one per profile of ``experiments/profiles.py``). The
-#: "ae_train" / "train" entries set each stage's training length (TrainConfig
-#: fields) where the profile's default does not fit the recipe.
-#: quick: 1,000 autoencoder steps of 64 and 1,600 denoiser steps of 128, one residual block
-#: per U-Net level (two reached fd_eval 3.25 on 3-channel data but took ~16 minutes a
-#: run). The denoiser's steps consume the frozen encoder's moments, computed once per fit
-#: (``LatentDiffusion.training_source``; the encoder was a third of a step's FLOPs), and
-#: ``unet_input_side`` 4 folds the 8x8x32 latent of the 2048 rows into 2x2 patches (a
-#: 4x4x128 input): their step measured 0.86 s unpatched, 0.22 s patched
-#: (``python benchmarks/bench_diffusion.py --channels 1``, best of 3; z128 0.24 s).
-#: Measured on Fashion-MNIST (seed 0, 2 cores, after the tf.data stall fix):
-#: autoencoder z128 187 s, denoiser mse@128 307 s, fd_eval 1.93.
-#: guidance_scale 2: classifier-free guidance (Ho & Salimans 2022) is a sampler setting,
-#: so it was swept on an earlier finished mse@128 run (2,000 samples, seed 777, DDIM 50
-#: steps; ``python -m experiments.sample RUN --n 2000 --seed 777 --set guidance_scale=G``,
-#: then ``python -m metrics score RUN --samples ...``): fd_eval / recall at scale 1.0 5.95 /
-#: 0.25, 1.5 4.53 / 0.25, 2.0 3.75 / 0.22, 3.0 3.05 / 0.19, 4.0 2.78 / 0.16. Higher scales
-#: keep lowering fd_eval by giving up diversity (recall); 2 takes most of the gain for
-#: a recall loss of 0.03. Chosen on the row it is reported for: a caveat the README states.
-#: The patches' bottleneck, found and removed: folded, the 8x8x32 latent of the 2048 rows
-#: is 128 channels per position while the U-Net's first level is 64 wide, so every
-#: eps_hat passed through 64 features (validation eps-MSE ended at 0.56, against 0.069
-#: unpatched). The output layer now also sees the patched input (``build_unet``'s
-#: input skip, added only where the input is wider than the first level, so the 128
-#: rows' U-Net is unchanged): eps-MSE 0.137 after the same 1,600 steps, 344 s of fit.
-#: They still sampled noise textures (fd_eval 20.4): tracing DDIM on that run (64
-#: samples, guidance 1 or 2) showed x_t's standard deviation growing from 1 at t = 999
-#: to 2 at t = 693 and about 700 at t = 0, because at high noise eps_hat missed z_t by
-#: an eps-MSE of 0.02 (copying z_t would miss by 0.0003; the 128 rows' U-Net misses by
-#: 0.005), an error DDIM's steps multiply. The input skip is the same at every t, while eps is
-#: ~z_t at high noise and ~(z_t - z_0)/sqrt(1 - alpha_bar) at low noise. So a U-Net
-#: with these skips also adds sqrt(1 - alpha_bar_t) z_t to its output (``eps_skip``,
-#: the linear estimate of eps; EDM's c_skip in eps form) and learns the correction:
-#: diffusion/mse@2048 fd_eval 20.38 -> 10.31, recall 0.0 -> 0.09, garment shapes in
-#: samples.png (seed 0, same autoencoder, 1,600 steps, 354 s of fit). The 128 rows'
-#: U-Net has neither skip and is unchanged.
+#: Per-profile overrides (one per profile of ``experiments/profiles.py``).
+#: quick: one residual block per U-Net level, ``unet_input_side`` 4 (the 2048 rows'
+#: 8x8x32 latent enters the U-Net as 2x2 patches, a 4x4x128 input: 4x faster steps) and
+#: classifier-free guidance 2 (most of the sweep's gain in fd_eval for a small loss of
+#: recall, chosen on the row it is reported for). The measurements and the patched
+#: U-Net's fixes (its input skip and ``eps_skip``): docs/recipes.md, "Tuning history of
+#: the presets".
 PRESETS = {
     "smoke": {"ae_widths": (8, 8, 16, 16), "ae_batch_size": 8, "unet_widths": (16, 16),
               "attention_heads": 2, "sampling_steps": 4},
     "quick": {"ae_widths": (16, 32, 64, 128), "ae_batch_size": 64,
               "ae_learning_rate": 1e-3, "unet_widths": (64, 128), "unet_blocks": 1,
               "unet_input_side": 4, "learning_rate": 1e-3, "ema_decay": 0.999,
-              "sampling_steps": 50, "guidance_scale": 2.0,
-              "ae_train": {"epochs": 5, "steps_per_epoch": 200},
-              "train": {"epochs": 5, "steps_per_epoch": 320}},
+              "sampling_steps": 50, "guidance_scale": 2.0},
     "paper": {"ae_widths": (64, 128, 256, 256), "ae_batch_size": 64, "unet_widths": (128, 256, 256),
               "unet_blocks": 2, "attention_side": 16, "learning_rate": 1e-4,
               "ema_decay": 0.9999, "sampling_steps": 100},
 }
+
+#: Each stage's training length where the profile's own does not fit the recipe.
+#: quick: 1,000 autoencoder steps of 64 and 1,600 denoiser steps of 128.
+TRAINING = {
+    "quick": {"autoencoder": StageTraining(epochs=5, steps_per_epoch=200),
+              "denoiser": StageTraining(epochs=5, steps_per_epoch=320)},
+}
+
+#: The family's cap on the batch per profile (none).
+BATCH_CAPS = {}

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from models.losses import LossRegistry
+from models.shared.distributions import gaussian_kl
+
 
 def _mean_over_elements(values):
     """[b, ...] -> [b]."""
@@ -45,21 +48,14 @@ def huber(eps, eps_hat, config):
     return _mean_over_elements(tf.where(residual <= delta, quadratic, linear))
 
 
-LOSSES = {
+LOSSES = LossRegistry("diffusion", {
     "mse": mse,
     "mae": mae,
     "huber": huber,
-}
+})
 
 
 # ------------------------------------------------------------ the first stage
-def gaussian_kl(mean, log_var):
-    """KL(N(mean, exp(log_var)) || N(0, I)) summed over the latent's elements: [b]
-    (Kingma & Welling 2014, appendix B)."""
-    kl = 0.5 * (tf.exp(log_var) + tf.square(mean) - 1.0 - log_var)
-    return tf.reduce_sum(tf.reshape(kl, [tf.shape(kl)[0], -1]), axis=1)
-
-
 # The autoencoder of latent diffusion: Rombach et al. (2022), sec. 3.1 and
 # appendix G: a pixel reconstruction term plus a KL-regularisation of the latent
 # towards N(0, I) with a tiny weight (1e-6), both summed over elements per

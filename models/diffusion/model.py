@@ -6,6 +6,14 @@ Latent diffusion (Rombach et al. 2022): stage 2 trains eps_theta on
 z_0 = scale * E(x), with scale = 1 / std(E(x)) measured on the training images
 before the first step (their "scale factor"), so the latent has unit variance
 like the noise it is mixed with; samples are D(z_0 / scale).
+
+Precision, XLA and accumulation (``models.base``): the networks' outputs (moments,
+reconstructions, predicted noise) are cast to float32 before the losses, the samplers
+and the EMA read them; the noise of a step (the posterior's eps, t, the diffusion's eps,
+the label dropout) is drawn for the replica's whole batch before the compiled units and
+cut with it. Every term of both stages is per example and GroupNorm normalises each
+example alone, so k micro-batches give exactly the whole batch's gradient. The EMA of
+the denoiser moves once per step, after the update.
 """
 from __future__ import annotations
 
@@ -15,11 +23,13 @@ import tensorflow as tf
 
 from data.sources import FeatureSource
 from models.base import GenerativeModel
+from models.shared.precision import scale_loss, to_float32
 from models.diffusion.config import latent_shape, unet_patch
 from models.diffusion.losses import LOSSES, autoencoder_terms, mse
-from models.diffusion.networks import build_decoder, build_encoder, build_unet
+from models.diffusion.networks import build_encoder, build_unet
 from models.diffusion.samplers import ddim_sample, ddpm_sample, guided_eps
 from models.diffusion.schedules import Schedule
+from models.shared.blocks import build_decoder
 
 # Salts that keep the steps' independent noise streams apart.
 _SALT_POSTERIOR = 1   # z ~ q(z | x)
@@ -40,51 +50,65 @@ class Autoencoder(GenerativeModel):
     LOSS_PAIRS = [("loss", "val_loss"), ("mse", "val_mse")]
 
     def __init__(self, config, *, image_shape, global_batch_size, seed=0, **kwargs):
-        super().__init__(config.validate(), image_shape=image_shape,
+        super().__init__(config, image_shape=image_shape,
                          global_batch_size=global_batch_size, seed=seed, **kwargs)
         self.latent_shape = latent_shape(config, self.image_shape)
         self.encoder = build_encoder(self.image_shape, self.latent_shape, config.ae_widths)
         self.decoder = build_decoder(self.latent_shape, self.image_shape, config.ae_widths)
 
     def build_optimizers(self):
-        self.optimizer = keras.optimizers.Adam(self.config.ae_learning_rate, beta_1=0.5,
-                                               beta_2=0.9)
+        self.optimizer = self.loss_scaled(keras.optimizers.Adam(
+            self.config.ae_learning_rate, beta_1=0.5, beta_2=0.9))
         self.optimizer.build(self.trainable_variables)
 
     def encode(self, x, training=False):
-        """(mean, log_var) [b, s, s, c]; log_var clipped to [-30, 20] as in LDM's posterior."""
-        mean, log_var = self.encoder(x, training=training)
+        """(mean, log_var) [b, s, s, c], float32; log_var clipped to [-30, 20] as in LDM's
+        posterior."""
+        mean, log_var = to_float32(self.encoder(x, training=training))
         return mean, tf.clip_by_value(log_var, -30.0, 20.0)
 
     def decode(self, z, training=False):
-        return self.decoder(z, training=training)
+        return to_float32(self.decoder(z, training=training))
 
     def call(self, x, training=False):
         mean, _ = self.encode(x, training=training)
         return self.decode(mean, training=training)
 
-    def _terms(self, x, training, evaluation=False):
+    def _inputs(self, x, evaluation):
+        """The step's per-example inputs: the images and the posterior's eps."""
+        return {"x": x, "eps": self.normal(tf.shape(x)[0], list(self.latent_shape),
+                                           _SALT_POSTERIOR, evaluation=evaluation)}
+
+    def _terms(self, micro, training):
+        x = micro["x"]
         mean, log_var = self.encode(x, training=training)
-        eps = self.normal(tf.shape(x)[0], list(self.latent_shape), _SALT_POSTERIOR,
-                          evaluation=evaluation)
-        z = mean + tf.exp(0.5 * log_var) * eps  # reparameterisation, [b, s, s, c]
+        z = mean + tf.exp(0.5 * log_var) * micro["eps"]  # reparameterisation, [b, s, s, c]
         terms = autoencoder_terms(x, self.decode(z, training=training), mean, log_var,
                                   self.config)
         return {k: self.replica_mean(v) for k, v in terms.items()}
 
+    def _gradients(self, micro, scale):
+        with tf.GradientTape() as tape:
+            terms = self._terms(micro, training=True)
+            loss = scale_loss(terms["loss"], scale)
+        return (tape.gradient(loss, self.trainable_variables), terms), ()
+
     def train_step(self, data):
         x, _ = data
         self.check_images(x)
-        with tf.GradientTape() as tape:
-            terms = self._terms(x, training=True)
-        grads = tape.gradient(terms["loss"], self.trainable_variables)
-        self.optimizer.apply(grads, self.trainable_variables)
+        (grads, terms), _ = self.over_micro_batches(
+            self.step_function(self._gradients, "gradients"), self._inputs(x, False),
+            self.loss_scale(self.optimizer))
+        self.apply_update(self.optimizer, grads, self.trainable_variables)
         return terms
 
     def test_step(self, data):
         x, _ = data
         self.check_images(x)
-        return self._terms(x, training=False, evaluation=True)
+        terms, _ = self.over_micro_batches(
+            self.step_function(lambda m: (self._terms(m, training=False), ()), "evaluation"),
+            self._inputs(x, True))
+        return terms
 
     def reconstruct(self, images):
         return tf.clip_by_value(self(tf.convert_to_tensor(images, tf.float32)), -1.0, 1.0)
@@ -121,15 +145,12 @@ class LatentDiffusion(GenerativeModel):
 
     def __init__(self, config, *, image_shape, global_batch_size, seed=0, autoencoder=None,
                  **kwargs):
-        super().__init__(config.validate(), image_shape=image_shape,
+        super().__init__(config, image_shape=image_shape,
                          global_batch_size=global_batch_size, seed=seed, **kwargs)
-        if config.loss not in LOSSES:
-            raise ValueError(f"unknown diffusion loss {config.loss!r}; known: "
-                             f"{', '.join(sorted(LOSSES))}")
+        self.loss_fn = LOSSES.resolve(config.loss)
         if (config.first_stage == "autoencoder") != (autoencoder is not None):
             raise ValueError("latent diffusion needs its trained autoencoder (first_stage = "
                              "'autoencoder'); pixel-space diffusion takes none")
-        self.loss_fn = LOSSES[config.loss]
         self.autoencoder = autoencoder.freeze() if autoencoder is not None else None
         if autoencoder is not None and autoencoder.image_shape != self.image_shape:
             raise ValueError(f"the autoencoder was trained on {autoencoder.image_shape} images, "
@@ -145,11 +166,12 @@ class LatentDiffusion(GenerativeModel):
         self.ema_unet.trainable = False
         self.ema_unet.set_weights(self.unet.get_weights())
         # 1 / std of the autoencoder's latents; measured in on_train_start, checkpointed.
-        self.latent_scale = keras.Variable(1.0, trainable=False, name="latent_scale")
+        self.latent_scale = keras.Variable(1.0, trainable=False, autocast=False,
+                                           name="latent_scale")
         self.configure_sampler()
 
     def build_optimizers(self):
-        self.optimizer = keras.optimizers.Adam(self.config.learning_rate)
+        self.optimizer = self.loss_scaled(keras.optimizers.Adam(self.config.learning_rate))
         self.optimizer.build(self.unet.trainable_variables)
 
     @property
@@ -164,7 +186,8 @@ class LatentDiffusion(GenerativeModel):
         return self.sample_posterior(self.encoder_moments(x), noise)
 
     def encoder_moments(self, x):
-        """x [b, H, W, C] -> the frozen encoder's (mean, log_var) concatenated: [b, s, s, 2c]."""
+        """x [b, H, W, C] -> the frozen encoder's (mean, log_var) concatenated: [b, s, s, 2c],
+        float32."""
         return tf.concat(self.autoencoder.encode(x), axis=-1)
 
     def sample_posterior(self, moments, noise=None):
@@ -236,17 +259,28 @@ class LatentDiffusion(GenerativeModel):
         return self.schedule.q_sample(z0, t, eps), t, eps, y
 
     def _terms(self, eps, eps_hat):
+        eps_hat = to_float32(eps_hat)
         return {"loss": self.replica_mean(self.loss_fn(eps, eps_hat, self.config)),
                 "eps_mse": self.replica_mean(mse(eps, eps_hat, self.config))}
+
+    def _gradients(self, micro, scale):
+        z_t, t, eps, y = micro
+        with tf.GradientTape() as tape:
+            terms = self._terms(eps, self.unet([z_t, t, y], training=True))
+            loss = scale_loss(terms["loss"], scale)
+        return (tape.gradient(loss, self.unet.trainable_variables), terms), ()
+
+    def _evaluation(self, micro):
+        z_t, t, eps, y = micro
+        return self._terms(eps, self.unet([z_t, t, y], training=False)), ()
 
     def train_step(self, data):
         x, labels = data  # x: moments [b, s, s, 2c] (or images in pixel space)
         self.check_step_input(x)
-        z_t, t, eps, y = self._noisy_batch(x, labels, evaluation=False)
-        with tf.GradientTape() as tape:
-            terms = self._terms(eps, self.unet([z_t, t, y], training=True))
-        grads = tape.gradient(terms["loss"], self.unet.trainable_variables)
-        self.optimizer.apply(grads, self.unet.trainable_variables)
+        (grads, terms), _ = self.over_micro_batches(
+            self.step_function(self._gradients, "gradients"),
+            self._noisy_batch(x, labels, evaluation=False), self.loss_scale(self.optimizer))
+        self.apply_update(self.optimizer, grads, self.unet.trainable_variables)
         return terms
 
     def after_train_step(self):
@@ -262,8 +296,9 @@ class LatentDiffusion(GenerativeModel):
     def test_step(self, data):
         x, labels = data
         self.check_step_input(x)
-        z_t, t, eps, y = self._noisy_batch(x, labels, evaluation=True)
-        return self._terms(eps, self.unet([z_t, t, y], training=False))
+        terms, _ = self.over_micro_batches(self.step_function(self._evaluation, "evaluation"),
+                                           self._noisy_batch(x, labels, evaluation=True))
+        return terms
 
     # ------------------------------------------------------------- sampler
     def configure_sampler(self):
@@ -275,11 +310,11 @@ class LatentDiffusion(GenerativeModel):
         """The EMA denoiser's noise estimate with classifier-free guidance: [b, s, s, c].
         Scale 1 evaluates only the conditional model."""
         scale = self.config.guidance_scale
-        eps_cond = self.ema_unet([z_t, t, labels], training=False)
+        eps_cond = to_float32(self.ema_unet([z_t, t, labels], training=False))
         if scale == 1.0:
             return eps_cond
-        eps_uncond = self.ema_unet([z_t, t, tf.fill(tf.shape(labels), self.null_label)],
-                                   training=False)
+        eps_uncond = to_float32(self.ema_unet(
+            [z_t, t, tf.fill(tf.shape(labels), self.null_label)], training=False))
         return guided_eps(eps_cond, eps_uncond, scale)
 
     def sample_latents(self, n, seed):

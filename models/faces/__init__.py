@@ -1,7 +1,7 @@
 """Thesis 003's face GAN (appendices 2-4): the listing's networks, trained ``faithful`` (as
 written) or ``fixed`` (as the thesis advises), with any optimiser of ``common.optimizers``."""
 from models import Family, single_stage
-from models.faces.config import PRESETS, FacesConfig
+from models.faces.config import BATCH_CAPS, PRESETS, TRAINING, FacesConfig
 from models.faces.losses import LOSSES
 from models.faces.model import FaceGANModel
 
@@ -12,4 +12,5 @@ def build(config: FacesConfig, image_shape, global_batch_size, seed=0, inputs=No
 
 
 FAMILY = Family(name="faces", model_name="Face GAN (thesis 003)", config_cls=FacesConfig,
-                losses=LOSSES, presets=PRESETS, stages=single_stage(build))
+                losses=LOSSES, presets=PRESETS, stages=single_stage(build),
+                training=TRAINING, batch_caps=BATCH_CAPS)

@@ -3,17 +3,19 @@
 ``FacesConfig``'s defaults are the ``faithful`` mode: the appendix's training as written.
 ``MODES["fixed"]`` holds the overrides of the ``fixed`` mode (the thesis's own advice:
 data in [-1, 1], the non-saturating loss, Adam, a real batch, EMA of G, optional R1/ADA).
-``PRESETS[profile]`` scales the networks and the length per profile.
+``PRESETS[profile]`` scales the networks per profile, ``TRAINING[profile]`` sets the
+run's length and ``BATCH_CAPS[profile]`` caps the batch.
 """
 from __future__ import annotations
 
 import dataclasses
 
 from common.optimizers import check_optimizer_name
+from models.config import FamilyConfig, StageTraining
 
 
 @dataclasses.dataclass
-class FacesConfig:
+class FacesConfig(FamilyConfig):
     """The face GAN's settings (defaults: the ``faithful`` mode, appendices 2-4).
 
     batch_size, latent_size: 2 and 32 in the listing.
@@ -68,11 +70,8 @@ class FacesConfig:
     control_scale: float = 0.5
     control_every: int = 1
 
-    def validate(self):
-        from models.faces.losses import LOSSES
-        if self.loss not in LOSSES:
-            raise ValueError(f"unknown face GAN mode {self.loss!r}; known modes: "
-                             f"{', '.join(sorted(LOSSES))}")
+    def validate(self) -> None:
+        """The options' own checks (the mode's name is the loss registry's)."""
         check_optimizer_name(self.optimizer, "face GAN optimizer")
         if self.image_range not in ("unit", "symmetric"):
             raise ValueError(f"image_range must be 'unit' or 'symmetric', got {self.image_range!r}")
@@ -90,20 +89,25 @@ MODES = {
                   label_noise=0.0, ema_kimg=10.0),
 }
 
-#: Per-profile overrides; "train" holds the TrainConfig overrides (the run's length).
-#: paper: the listing's 15,000 iterations (15 x 1,000) at the thesis's full widths.
+#: Per-profile overrides of the defaults (family fields only).
 PRESETS = {
-    "smoke": {"channel_divisor": 16, "control_grid": 2, "control_every": 2,
-              "train": {"epochs": 2, "steps_per_epoch": 2}},
-    # quick: at 64x64 the listing's 5x5 convolutions of 512 maps (64 at divisor 8) cost
-    # 1.4 GFLOP a generated image (TensorFlow's profiler); at batch 64 the fixed mode
-    # took ~12 s a step on 2 shared cores (about an hour a run), at batch 8 ~0.8 s: the batch is capped at 8 (the
-    # faithful mode's 2 is unchanged).
-    "quick": {"channel_divisor": 8, "control_every": 20, "max_batch_size": 8,
-              "train": {"epochs": 5, "steps_per_epoch": 60}},
-    "paper": {"control_every": 50, "train": {"epochs": 15, "steps_per_epoch": 1000,
-                                             "checkpoint_every": 250}},
+    "smoke": {"channel_divisor": 16, "control_grid": 2, "control_every": 2},
+    "quick": {"channel_divisor": 8, "control_every": 20},
+    "paper": {"control_every": 50},
 }
+
+#: The run's length where the profile's own does not fit the recipe.
+#: paper: the listing's 15,000 iterations (15 x 1,000) at the thesis's full widths.
+TRAINING = {
+    "smoke": {"model": StageTraining(epochs=2, steps_per_epoch=2)},
+    "quick": {"model": StageTraining(epochs=5, steps_per_epoch=60)},
+    "paper": {"model": StageTraining(epochs=15, steps_per_epoch=1000, checkpoint_every=250)},
+}
+
+#: The family's cap on the batch per profile, applied after the profile's.
+#: quick: 8, since the listing's 5x5 convolutions at 64x64 made a fixed-mode step of 64
+#: take ~12 s on 2 cores (see docs/recipes.md); the faithful mode's 2 is unchanged.
+BATCH_CAPS = {"quick": 8}
 
 
 def mode_overrides(mode: str) -> dict:

@@ -13,7 +13,9 @@ from typing import Callable
 
 import tensorflow as tf
 
-from models.gan.losses import NON_SATURATING
+from models.losses import LossRegistry
+from models.shared.adversarial import (non_saturating_fake, non_saturating_generator,
+                                       non_saturating_real)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,17 +59,18 @@ LISTING_BCE = FaceLoss(discriminator=_listing_discriminator, generator=_listing_
                        combine=_mean_of_two)
 
 
-# Non-saturating (Goodfellow et al. 2014, sec. 3; the GAN family's ``ns``):
-# L_D = softplus(-l_real) + softplus(l_fake), L_G = softplus(-l_fake); no label noise.
+# Non-saturating (Goodfellow et al. 2014, sec. 3; the GAN family's ``ns``, from the same
+# shared terms): L_D = softplus(-l_real) + softplus(l_fake), L_G = softplus(-l_fake); no
+# label noise.
 def _ns_discriminator(l_real, l_fake, n_real, n_fake):
-    return NON_SATURATING.real(l_real), NON_SATURATING.fake(l_fake)
+    return non_saturating_real(l_real), non_saturating_fake(l_fake)
 
 
 def _sum_of_two(real, fake):
     return real + fake
 
 
-NS = FaceLoss(discriminator=_ns_discriminator, generator=NON_SATURATING.generator,
+NS = FaceLoss(discriminator=_ns_discriminator, generator=non_saturating_generator,
               combine=_sum_of_two)
 
-LOSSES = {"faithful": LISTING_BCE, "fixed": NS}
+LOSSES = LossRegistry("faces", {"faithful": LISTING_BCE, "fixed": NS}, noun="face GAN mode")

@@ -1,7 +1,7 @@
 """GAN family (thesis 004, "StyleGAN2"): Wasserstein-GP, hinge, LSGAN and
 non-saturating objectives, R1, EMA generator, style mixing, DiffAugment and ADA."""
 from models import Family, single_stage
-from models.gan.config import PRESETS, GANConfig
+from models.gan.config import BATCH_CAPS, PRESETS, TRAINING, GANConfig
 from models.gan.losses import LOSSES
 from models.gan.model import GANModel
 
@@ -13,4 +13,5 @@ def build(config: GANConfig, image_shape, global_batch_size, seed=0, inputs=None
 
 FAMILY = Family(name="gan", model_name="StyleGAN2", config_cls=GANConfig, losses=LOSSES,
                 presets=PRESETS,
-                stages=single_stage(build), sampler_fields=("truncation_psi",))
+                stages=single_stage(build), sampler_fields=("truncation_psi",),
+                training=TRAINING, batch_caps=BATCH_CAPS)

@@ -4,12 +4,14 @@ from __future__ import annotations
 import dataclasses
 import typing
 
+from models.config import FamilyConfig, StageTraining
+
 #: StyleGAN2-ADA's ``cifar`` configuration in full (Karras et al. 2020b, "Training
 #: Generative Adversarial Networks with Limited Data", ``train.py --cfg=cifar``: its
 #: spec ref_gpus=2, mb=64, mbstd=32, fmaps=1, lrate=0.0025, gamma=0.01, ema=500,
 #: ramp=0.05, map=2, plus the cifar-only changes: no path-length regularisation, no
 #: style mixing, the "orig" (non-residual) discriminator; ADA on with target 0.6).
-#: The paper profile uses it; README "GAN: the paper profile's configuration" lists
+#: The paper profile uses it; docs/gan.md ("the paper profile's configuration") lists
 #: where the suite departs from it and why (z dimension, objective, precision, ...).
 STYLEGAN2_ADA_CIFAR = {
     "channel_base": 32768,       # fmaps=1 -> 32768; 512 maps at every resolution <= 64
@@ -38,7 +40,7 @@ WIDTH_PRESETS = {"small": {}, "cifar": STYLEGAN2_ADA_CIFAR}
 
 
 @dataclasses.dataclass
-class GANConfig:
+class GANConfig(FamilyConfig):
     """Defaults are the thesis's Table 3.1 baseline (Wasserstein-GP, batch 64,
     latent 128) with CPU-sized widths.
 
@@ -73,10 +75,14 @@ class GANConfig:
     modconv: "input_scaling" (scale activations, one shared convolution: fast) or
         "per_sample_weights" (textbook modulated weights as a grouped conv).
     conv_dtype: precision of the convolutions' arithmetic, "float32" or "bfloat16"
-        (weights, activations between layers and optimiser state stay float32).
-    jit_compile: XLA-compile the gradient computations of the train step; None =
-        only where an accelerator (GPU/TPU) is present (on CPU, XLA's convolutions
-        are ~3x slower than oneDNN's: see benchmarks/bench_gan.py).
+        (weights, activations between layers and optimiser state stay float32). The
+        run's ``--precision`` (a Keras dtype policy for every layer, every family:
+        ``training.runtime``) is the general switch; "float32" here means "the layers'
+        compute dtype", "bfloat16" forces bfloat16 convolutions even in a float32 run.
+    jit_compile: no longer read: XLA is the run's ``jit`` (``--jit auto|on|off``,
+        ``training.runtime.Runtime``), the same switch for every family. Kept so the
+        config.json of runs written before it still loads; None is the only value new
+        runs write.
     truncation_psi: the sampler's truncation trick (Karras et al. 2019, StyleGAN,
         sec. 3.1 and appendix B): w' = w_avg + psi (w - w_avg), trading diversity for
         fidelity; 1 = no truncation (how FIDs are usually reported). A sampler field:
@@ -129,6 +135,8 @@ class GANConfig:
             return int(self.d_steps)
         from models.gan.losses import LOSSES  # the registry holds each objective's default
 
+        # an unknown loss is the registry's error (when the run is planned or the model
+        # built), not this method's: it counts one step for it
         return LOSSES[self.loss].d_steps if self.loss in LOSSES else 1
 
     def batches_per_step(self) -> int:
@@ -160,26 +168,21 @@ class GANConfig:
 #: profile is StyleGAN2-ADA's cifar configuration (about 20M parameters each in G and D).
 PRESETS = {
     "smoke": dict(WIDTH_PRESETS["small"]),
-    # quick: 17 x 200 generator steps of 64, one critic step each (about 9.5 minutes of
-    # WGAN-GP on 2 cores; hinge and LSGAN, without the penalty's double backprop, less),
-    # both players at StyleGAN2-ADA cifar's learning rate 0.0025 (its batch is ours, 64).
-    # d_steps = 1 is the WGAN-GP recipe of Progressive GAN (Karras et al. 2018, appendix
-    # A.1: G and D alternate per minibatch, n_critic = 1, lambda = 10), which StyleGAN
-    # trained its WGAN-GP configurations with; Gulrajani et al.'s n_critic = 5 (the
-    # default, kept by the paper profile) spends 5/6 of a CPU budget on the critic.
-    # Measured on Fashion-MNIST (gan/wasserstein_gp@128, fd_eval of 2,000 samples,
-    # committed evaluator, 2 cores): n_critic = 5, 500 G steps, 711 s: 14.54 (blobs).
-    # n_critic = 1 at lr 0.002, seed 0: 1,000 steps 10.6 (167 s), 2,000 steps 6.6 (329 s),
-    # 3,400 steps 4.32 (560 s), recognisable garments; seeds 0 / 1 / 2 at 3,400 steps:
-    # 4.32 / 6.31 / 4.85 (mean 5.16). Style mixing off (as cifar) instead: 4.73 / 5.64 /
-    # 5.38 (5.25, no gain). lr 0.0025: 4.09 / 4.47 / 3.86 (4.14), every seed better.
-    # truncation_psi stays 1: swept on an earlier quick gan/wasserstein_gp@128 run
-    # (n_critic = 5, 500 steps; 2,000 samples of seed 777, committed evaluator), fd_eval /
-    # precision / recall were 14.54 / 0.35 / 0.016 at psi 1.0, 17.27 / 0.49 / 0.011 at 0.7
-    # and 19.76 / 0.69 / 0.0 at 0.5: fidelity up, diversity and the Frechet distance worse.
+    # quick: one critic step per G step (Progressive GAN's WGAN-GP recipe; n_critic = 5
+    # spends 5/6 of a CPU budget on the critic) at StyleGAN2-ADA cifar's learning rate
+    # 0.0025 (its batch is ours, 64); truncation_psi stays 1. The measurements behind
+    # each choice: docs/recipes.md, "Tuning history of the presets".
     "quick": {**WIDTH_PRESETS["small"], "d_steps": 1,
               "g_learning_rate": STYLEGAN2_ADA_CIFAR["g_learning_rate"],
-              "d_learning_rate": STYLEGAN2_ADA_CIFAR["d_learning_rate"],
-              "train": {"epochs": 17, "steps_per_epoch": 200}},
+              "d_learning_rate": STYLEGAN2_ADA_CIFAR["d_learning_rate"]},
     "paper": dict(STYLEGAN2_ADA_CIFAR),
 }
+
+#: A stage's training length where the profile's own does not fit the recipe.
+#: quick: 17 x 200 generator steps of 64 (about 9.5 minutes of WGAN-GP on 2 cores).
+TRAINING = {
+    "quick": {"model": StageTraining(epochs=17, steps_per_epoch=200)},
+}
+
+#: The family's cap on the batch per profile (none).
+BATCH_CAPS = {}

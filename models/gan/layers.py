@@ -48,12 +48,14 @@ def leaky_relu(x):
 
 def conv2d(x, kernel, dtype="float32"):
     """'same' stride-1 convolution computed in ``dtype`` ("float32" or "bfloat16";
-    the result is float32 either way, weights stay float32: mixed precision).
+    the result has x's dtype either way, weights stay float32: mixed precision).
     bfloat16 runs on oneDNN's AMX / AVX512-BF16 kernels, 2-3x faster on CPUs that
-    have them (and the TPU's native matmul precision)."""
+    have them (and the TPU's native matmul precision). "float32" means "the layer's
+    own compute dtype": under a run's mixed precision policy (``--precision``) x and
+    the kernel already arrive in bfloat16 / float16."""
     if dtype == "float32":
         return tf.nn.conv2d(x, kernel, 1, "SAME")
-    return tf.cast(tf.nn.conv2d(tf.cast(x, dtype), tf.cast(kernel, dtype), 1, "SAME"), tf.float32)
+    return tf.cast(tf.nn.conv2d(tf.cast(x, dtype), tf.cast(kernel, dtype), 1, "SAME"), x.dtype)
 
 
 def _normal(seed):
@@ -136,7 +138,8 @@ def upsample(x):
     applied to the zero-stuffed image (up to the border rows), at a lower cost.
     """
     height, width = x.shape[1], x.shape[2]
-    return tf.image.resize(x, [2 * height, 2 * width], method="bilinear")
+    # (resize returns float32 for any input: back to x's dtype under mixed precision)
+    return tf.cast(tf.image.resize(x, [2 * height, 2 * width], method="bilinear"), x.dtype)
 
 
 def downsample(x):
@@ -304,7 +307,11 @@ class MinibatchStdDev(keras.layers.Layer):
     *consecutive* examples (so a replica's slice holds whole groups and N
     replicas compute what one device does); within a group, the std of every
     feature is averaged over (H, W, C/F) into F numbers appended to each example.
-    [b, H, W, C] -> [b, H, W, C + F].
+    [b, H, W, C] -> [b, H, W, C + F]. A batch the group size does not divide uses
+    groups of gcd(batch, group_size) (StyleGAN2: min(group_size, batch)). With gradient
+    accumulation the layer sees one micro-batch: the same groups as the whole batch
+    when group_size divides the micro-batch, else smaller groups (StyleGAN2-ADA's
+    ``batch_gpu`` rounds do the same). The statistics are computed in float32.
     """
 
     def __init__(self, group_size=4, num_channels=1, **kwargs):
@@ -323,13 +330,14 @@ class MinibatchStdDev(keras.layers.Layer):
         _, height, width, channels = x.shape
         f = self.num_channels
         g = self._group(x)
-        y = tf.reshape(x, [-1, g, height, width, f, channels // f])   # [n, G, H, W, F, c]
+        # the statistics in float32 whatever the compute dtype (mixed precision)
+        y = tf.reshape(tf.cast(x, tf.float32), [-1, g, height, width, f, channels // f])
         y = y - tf.reduce_mean(y, axis=1, keepdims=True)
         y = tf.sqrt(tf.reduce_mean(tf.square(y), axis=1) + 1e-8)       # [n, H, W, F, c]
         y = tf.reduce_mean(y, axis=[1, 2, 4])                          # [n, F]
         y = tf.repeat(y, g, axis=0)                                    # [b, F]
         y = tf.tile(y[:, None, None, :], [1, height, width, 1])        # [b, H, W, F]
-        return tf.concat([x, y], axis=-1)
+        return tf.concat([x, tf.cast(y, x.dtype)], axis=-1)
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], input_shape[-1] + self.num_channels)

@@ -1,5 +1,6 @@
 """The GAN family's adversarial objectives, chosen by name from :data:`LOSSES`,
-and the discriminator's regularisers.
+and WGAN-GP's gradient penalty (R1 and the gradient pieces are shared with the face
+GAN: ``models.shared.regularizers``).
 
 Every objective has one signature::
 
@@ -18,6 +19,11 @@ import dataclasses
 from typing import Callable, Optional
 
 import tensorflow as tf
+
+from models.losses import LossRegistry
+from models.shared.adversarial import (non_saturating_fake, non_saturating_generator,
+                                       non_saturating_real)
+from models.shared.regularizers import input_gradients, squared_norm
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,22 +48,7 @@ class GANLoss:
                 "d_fake_loss": d_fake_loss, "g_loss": self.generator(d_fake)}
 
 
-# ------------------------------------------------------------------ regularisers
-def input_gradients(critic, x):
-    """d critic(x) / dx for each example: [b, H, W, C] (recorded by any outer tape,
-    so the penalties below can themselves be differentiated)."""
-    # Watch x only: the critic's weight gradients are not needed here.
-    with tf.GradientTape(watch_accessed_variables=False) as tape:
-        tape.watch(x)
-        total = tf.reduce_sum(critic(x))
-    return tape.gradient(total, x)
-
-
-def squared_norm(g):
-    """||g_i||^2 per example: [b]."""
-    return tf.reduce_sum(tf.square(g), axis=list(range(1, len(g.shape))))
-
-
+# ------------------------------------------------------------------ gradient penalty
 # Gradient penalty: Gulrajani et al. (2017), "Improved Training of Wasserstein
 # GANs", eq. 3 / Algorithm 1: lambda * (||grad_x D(x_hat)||_2 - 1)^2 at
 # x_hat = eps * x_real + (1 - eps) * x_fake, eps ~ U[0, 1] per example; lambda = 10.
@@ -71,14 +62,6 @@ def gradient_penalty(critic, real, fake, eps, weight=10.0):
 
 def wgan_gradient_penalty(critic, real, fake, eps, config):
     return gradient_penalty(critic, real, fake, eps, config.gp_weight)
-
-
-# R1: Mescheder, Geiger & Nowozin (2018), "Which Training Methods for GANs do
-# actually Converge?", eq. 9: R1 = gamma / 2 * E_{p_D}[||grad_x D(x)||^2], on real
-# data only. StyleGAN2 applies it lazily (sec. 3.1), see the model.
-def r1_penalty(critic, real, gamma):
-    """gamma / 2 * ||grad_x D(x)||^2 per example: [b]."""
-    return 0.5 * gamma * squared_norm(input_gradients(critic, real))
 
 
 # -------------------------------------------------------------------- objectives
@@ -128,20 +111,15 @@ LSGAN = GANLoss(real=_half_squared_error_to_one, fake=_half_squared,
                 generator=_half_squared_error_to_one)
 
 
-# Non-saturating: Goodfellow et al. (2014), "Generative Adversarial Nets", eq. 1
-# and sec. 3 (G maximises log D(G(z))); thesis eqs. 2.7-2.8 with D = sigmoid(logit):
-# L_D = -log D(x) - log(1 - D(G(z))) = softplus(-l_real) + softplus(l_fake),
-# L_G = -log D(G(z)) = softplus(-l_fake).
-def _softplus_neg(d):
-    return tf.nn.softplus(-d)
+# Non-saturating: Goodfellow et al. (2014), eq. 1 and sec. 3; its terms are shared with
+# the face GAN (``models.shared.adversarial``).
+NON_SATURATING = GANLoss(real=non_saturating_real, fake=non_saturating_fake,
+                         generator=non_saturating_generator)
 
 
-NON_SATURATING = GANLoss(real=_softplus_neg, fake=tf.nn.softplus, generator=_softplus_neg)
-
-
-LOSSES = {
+LOSSES = LossRegistry("gan", {
     "wasserstein_gp": WASSERSTEIN_GP,
     "hinge": HINGE,
     "lsgan": LSGAN,
     "ns": NON_SATURATING,
-}
+})

@@ -11,23 +11,38 @@ One train step (Karras et al. 2020, StyleGAN2 / StyleGAN2-ADA's training loop):
 3. the EMA generator moves towards G; ADA's p is updated from sign(D(real)).
 
 Randomness comes only from ``GenerativeModel.normal/uniform`` (seed, step, salt),
-drawn outside the XLA-compiled gradient functions and passed in.
+drawn outside the step's compiled units (``GenerativeModel.step_function``: D's and G's
+gradients, the evaluation terms) and passed in.
+
+Precision, XLA and accumulation (``models.base``): fakes and D's outputs are cast to
+float32 before the augmentations and the losses; the EMA copies and ADA's state are
+float32 variables; with float16 both optimisers are loss-scaled, each with its own scale.
+XLA compiles the D and G gradient computations (the run's ``jit``; the config's
+``jit_compile`` no longer decides). With ``accumulate`` k every critic step's batch and
+the G step's batch are cut into k micro-batches (the reals, their noise, their fakes):
+the objectives, the WGAN-GP gradient penalty and R1 are per example, so the summed
+gradients are the whole batch's exactly; the minibatch-stddev layer sees one
+micro-batch, so its groups are the whole batch's when ``mbstd_group`` divides the
+micro-batch (else smaller: ``layers.MinibatchStdDev``); ADA reads D(real) of every
+micro-batch of the last critic step; the EMA and ADA move once per step.
 """
 from __future__ import annotations
 
 import functools
 
-import keras
 import tensorflow as tf
 
 from models.base import GenerativeModel
+from models.shared.precision import agree_on_overflow, scale_loss, to_float32
 from common.optimizers import extrapolates, make_optimizer
-from models.gan.augment import (ADA_NORMALS, ADA_UNIFORMS, DIFFAUGMENT_UNIFORMS, ada_adjust,
-                                ada_augment, diff_augment, parse_policy)
-from models.gan.ema import ema_beta, update_ema
-from models.gan.losses import LOSSES, r1_penalty
+from models.gan.losses import LOSSES
 from models.gan.networks import (build_discriminator, build_mapping, build_synthesis,
                                  noise_shapes, num_ws)
+from models.shared.augment import (ADA_NORMALS, ADA_UNIFORMS, DIFFAUGMENT_UNIFORMS,
+                                   AdaptiveAugmentation, ada_augment, diff_augment,
+                                   parse_policy)
+from models.shared.ema import ema_beta, update_ema
+from models.shared.regularizers import r1_penalty
 
 # Salt bases of the step's independent noise streams (each stream uses base + 0..4).
 _STREAM_D_GENERATOR = 10       # z, z2, mixing, per-pixel noise of the D step's fakes
@@ -44,7 +59,7 @@ _W_AVG_SALT = 91_000           # the z draws whose mean w centres the truncation
 _W_AVG_SAMPLES = 10_000
 
 
-class GANModel(GenerativeModel):
+class GANModel(AdaptiveAugmentation, GenerativeModel):
     """StyleGAN2 (mapping + synthesis generator, residual discriminator) trained
     with one objective from ``LOSSES``; samples come from the EMA generator.
 
@@ -65,13 +80,11 @@ class GANModel(GenerativeModel):
     def __init__(self, config, *, image_shape, global_batch_size, seed=0, **kwargs):
         super().__init__(config, image_shape=image_shape,
                          global_batch_size=global_batch_size, seed=seed, **kwargs)
-        if config.loss not in LOSSES:
-            raise ValueError(f"unknown GAN loss {config.loss!r}; known: {', '.join(sorted(LOSSES))}")
+        self.loss_fn = LOSSES.resolve(config.loss)
         if self.image_shape[0] != self.image_shape[1]:
             raise ValueError(f"StyleGAN2 needs square images, got {self.image_shape}")
         if config.conv_dtype not in ("float32", "bfloat16"):
             raise ValueError(f"conv_dtype must be 'float32' or 'bfloat16', got {config.conv_dtype!r}")
-        self.loss_fn = LOSSES[config.loss]
         self.d_steps = config.critic_steps()
         self.batches_per_step = self.d_steps  # the trainer hands each step d_steps batches
         self.policy = parse_policy(config.diffaugment)
@@ -96,22 +109,7 @@ class GANModel(GenerativeModel):
         for ema, weight in zip(self.ema_weights, self.generator_weights):
             ema.assign(weight)
 
-        # ADA's state: p and the running sum of sign(D(real)) since the last update.
-        def state(name):
-            return keras.Variable(0.0, dtype="float32", trainable=False,
-                                  aggregation="only_first_replica", name=name)
-        self.ada_p = state("ada_p")
-        self.ada_sign_sum = state("ada_sign_sum")
-        self.ada_count = state("ada_count")
-
-        jit = config.jit_compile
-        if jit is None:
-            jit = bool(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
-        compile_fn = functools.partial(tf.function, jit_compile=True) if jit else (lambda f: f)
-        self._d_plain = compile_fn(functools.partial(self.discriminator_gradients, with_r1=False))
-        self._d_with_r1 = compile_fn(functools.partial(self.discriminator_gradients, with_r1=True))
-        self._g_grads = compile_fn(self.generator_gradients)
-        self._evaluate = compile_fn(self.evaluation_terms)
+        self.make_ada_state()  # ADA's p and its accumulators (models.shared.augment)
 
     # ------------------------------------------------------------ bookkeeping
     @property
@@ -130,14 +128,15 @@ class GANModel(GenerativeModel):
         cfg = self.config
         # config.optimizer names both players' optimiser (common.optimizers.OPTIMIZERS):
         # Adam as in StyleGAN2 by default, or e.g. ExtraAdam (Gidel et al. 2019).
-        self.g_optimizer = make_optimizer(cfg.optimizer, cfg.g_learning_rate, beta_1=cfg.beta_1,
-                                          beta_2=cfg.beta_2, epsilon=cfg.epsilon)
+        self.g_optimizer = self.loss_scaled(make_optimizer(
+            cfg.optimizer, cfg.g_learning_rate, beta_1=cfg.beta_1, beta_2=cfg.beta_2,
+            epsilon=cfg.epsilon))
         # Lazy regularisation (StyleGAN2, sec. 3.1): with R1 every k steps, scale D's
         # learning rate and betas by c = k / (k + 1) to keep the same effective step.
         c = cfg.d_reg_every / (cfg.d_reg_every + 1.0) if self.r1_active else 1.0
-        self.d_optimizer = make_optimizer(cfg.optimizer, cfg.d_learning_rate * c,
-                                          beta_1=cfg.beta_1 ** c, beta_2=cfg.beta_2 ** c,
-                                          epsilon=cfg.epsilon)
+        self.d_optimizer = self.loss_scaled(make_optimizer(
+            cfg.optimizer, cfg.d_learning_rate * c, beta_1=cfg.beta_1 ** c,
+            beta_2=cfg.beta_2 ** c, epsilon=cfg.epsilon))
         self.g_optimizer.build(self.generator_variables)
         self.d_optimizer.build(self.discriminator.trainable_variables)
 
@@ -145,7 +144,7 @@ class GANModel(GenerativeModel):
         return {"g_optimizer": self.g_optimizer, "d_optimizer": self.d_optimizer}
 
     def call(self, images, training=False):
-        return self.discriminator(images, training=training)
+        return to_float32(self.discriminator(images, training=training))
 
     # -------------------------------------------------------------- randomness
     def generator_inputs(self, batch, stream, evaluation=False):
@@ -195,9 +194,10 @@ class GANModel(GenerativeModel):
                 for n, shape in zip(tf.split(noise, sizes, axis=1), self.noise_shapes)]
 
     def synthesize(self, inputs):
-        """Training generator's images [b, H, W, C] from ``generator_inputs``."""
+        """Training generator's images [b, H, W, C] (float32) from ``generator_inputs``."""
         ws = self.mixed_styles(self.mapping, inputs)
-        return self.synthesis([ws, *self.split_noise(inputs["noise"])], training=True)
+        return to_float32(self.synthesis([ws, *self.split_noise(inputs["noise"])],
+                                         training=True))
 
     def augment(self, images, inputs, p):
         """DiffAugment and/or ADA, as configured (identity when both are off)."""
@@ -211,8 +211,8 @@ class GANModel(GenerativeModel):
         """Per-example terms of D's objective [b] each, and D's outputs."""
         x_real = self.augment(real, aug_real, p)
         x_fake = self.augment(fake, aug_fake, p)
-        d_real = self.discriminator(x_real, training=True)                 # [b]
-        d_fake = self.discriminator(x_fake, training=True)                 # [b]
+        d_real = to_float32(self.discriminator(x_real, training=True))     # [b]
+        d_fake = to_float32(self.discriminator(x_fake, training=True))     # [b]
         terms = self.loss_fn(d_real, d_fake)
         zeros = tf.zeros_like(d_real)
         penalty = self.loss_fn.penalty
@@ -225,18 +225,21 @@ class GANModel(GenerativeModel):
         terms["d_loss"] = terms["d_loss"] + terms["gp"]
         return terms, d_real, d_fake
 
-    def discriminator_gradients(self, real, gen_inputs, aug_real, aug_fake, eps, p, with_r1):
-        """D's gradients, this replica's log shares, and D(real) [b]."""
-        fake = self.synthesize(gen_inputs)
+    def discriminator_gradients(self, micro, p, scale, with_r1):
+        """((D's gradients, this replica's log shares), D(real) [b]) of a (micro-)batch:
+        ``micro`` holds the reals and the noise of ``critic_step``; ``scale``: the loss
+        scale (None: none)."""
+        fake = self.synthesize(micro["gen"])
         d_vars = self.discriminator.trainable_variables
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch([v.value for v in d_vars])
-            terms, d_real, d_fake = self.discriminator_terms(real, fake, aug_real, aug_fake, eps,
-                                                             p, with_r1)
-            total = self.replica_mean(terms["d_loss"] + terms["r1"])
+            terms, d_real, d_fake = self.discriminator_terms(
+                micro["real"], fake, micro["aug_real"], micro["aug_fake"], micro["eps"], p,
+                with_r1)
+            total = scale_loss(self.replica_mean(terms["d_loss"] + terms["r1"]), scale)
         grads = tape.gradient(total, d_vars)
         logs = self._discriminator_logs(terms, d_real, d_fake)
-        return grads, logs, d_real
+        return (grads, logs), d_real
 
     def _discriminator_logs(self, terms, d_real, d_fake):
         logs = {k: self.replica_mean(terms[k])
@@ -246,24 +249,27 @@ class GANModel(GenerativeModel):
         logs["d_real_sign"] = self.replica_mean(tf.sign(d_real))
         return logs
 
-    def generator_gradients(self, gen_inputs, aug_inputs, p):
-        """G's gradients and this replica's share of g_loss."""
+    def generator_gradients(self, micro, p, scale):
+        """((G's gradients, this replica's share of g_loss), ()) of a (micro-)batch."""
         # Watch G's variables only, so D's weight gradients are never built.
         g_vars = self.generator_variables
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch([v.value for v in g_vars])
-            fake = self.synthesize(gen_inputs)
-            d_fake = self.discriminator(self.augment(fake, aug_inputs, p), training=True)
+            fake = self.synthesize(micro["gen"])
+            d_fake = to_float32(self.discriminator(self.augment(fake, micro["aug"], p),
+                                                   training=True))
             g_loss = self.replica_mean(self.loss_fn.generator(d_fake))
-        return tape.gradient(g_loss, g_vars), {"g_loss": g_loss}
+            scaled = scale_loss(g_loss, scale)
+        return (tape.gradient(scaled, g_vars), {"g_loss": g_loss}), ()
 
-    def evaluation_terms(self, real, gen_inputs, aug_real, aug_fake, eps, p):
-        fake = self.synthesize(gen_inputs)
-        terms, d_real, d_fake = self.discriminator_terms(real, fake, aug_real, aug_fake, eps, p)
+    def evaluation_terms(self, micro, p):
+        fake = self.synthesize(micro["gen"])
+        terms, d_real, d_fake = self.discriminator_terms(
+            micro["real"], fake, micro["aug_real"], micro["aug_fake"], micro["eps"], p)
         logs = self._discriminator_logs(terms, d_real, d_fake)
         logs["g_loss"] = self.replica_mean(terms["g_loss"])
         del logs["r1"]
-        return logs
+        return logs, ()
 
     # ------------------------------------------------------------------- steps
     @staticmethod
@@ -276,16 +282,25 @@ class GANModel(GenerativeModel):
         critic step and an extragradient's look-ahead draw their own); ``lazy_r1``:
         this step may carry the lazy R1 penalty (the first critic step of a G step)."""
         b = self._batch(real)
-        d_args = (real, self.generator_inputs(b, _STREAM_D_GENERATOR + salt),
-                  self.augment_inputs(b, _STREAM_D_REAL_AUG + salt),
-                  self.augment_inputs(b, _STREAM_D_FAKE_AUG + salt),
-                  self.uniform(b, [], _STREAM_GP + salt), p)
+        micro = {"real": real, "gen": self.generator_inputs(b, _STREAM_D_GENERATOR + salt),
+                 "aug_real": self.augment_inputs(b, _STREAM_D_REAL_AUG + salt),
+                 "aug_fake": self.augment_inputs(b, _STREAM_D_FAKE_AUG + salt),
+                 "eps": self.uniform(b, [], _STREAM_GP + salt)}
+        scale = self.loss_scale(self.d_optimizer)
+
+        def gradients(with_r1):
+            fn = self.step_function(
+                functools.partial(self.discriminator_gradients, with_r1=with_r1),
+                "d_with_r1" if with_r1 else "d_plain")
+            (grads, logs), d_real = self.over_micro_batches(fn, micro, p, scale)
+            return grads, logs, d_real
+
         if self.r1_active and lazy_r1:
             regularise = tf.equal(self.step_counter % self.config.d_reg_every, 0)
-            d_grads, logs, d_real = tf.cond(regularise, lambda: self._d_with_r1(*d_args),
-                                            lambda: self._d_plain(*d_args))
+            d_grads, logs, d_real = tf.cond(regularise, lambda: gradients(True),
+                                            lambda: gradients(False))
         else:
-            d_grads, logs, d_real = self._d_plain(*d_args)
+            d_grads, logs, d_real = gradients(False)
         move(self.d_optimizer, d_grads, self.discriminator.trainable_variables)
         return logs, d_real
 
@@ -301,8 +316,11 @@ class GANModel(GenerativeModel):
         logs = {k: tf.add_n([c[k] for c in critic_logs]) / float(self.d_steps)
                 for k in critic_logs[0]}
         b = self._batch(real)
-        g_grads, g_logs = self._g_grads(self.generator_inputs(b, _STREAM_G_GENERATOR + salt),
-                                        self.augment_inputs(b, _STREAM_G_AUG + salt), p)
+        micro = {"gen": self.generator_inputs(b, _STREAM_G_GENERATOR + salt),
+                 "aug": self.augment_inputs(b, _STREAM_G_AUG + salt)}
+        (g_grads, g_logs), _ = self.over_micro_batches(
+            self.step_function(self.generator_gradients, "g"), micro, p,
+            self.loss_scale(self.g_optimizer))
         move(self.g_optimizer, g_grads, self.generator_variables)
         logs.update(g_logs)
         return logs, d_real
@@ -316,12 +334,13 @@ class GANModel(GenerativeModel):
         p = tf.convert_to_tensor(self.ada_p)
         if extrapolates(self.g_optimizer):  # extragradient: look ahead first (own noise)
             if self.g_optimizer.extrapolation_uses_gradients:
-                self.alternating_step(reals, p, lambda opt, g, v: opt.extrapolate(g, v),
-                                      salt=_STREAM_EXTRAPOLATION)
+                self.alternating_step(
+                    reals, p, lambda opt, g, v: opt.extrapolate(agree_on_overflow(opt, g), v),
+                    salt=_STREAM_EXTRAPOLATION)
             else:
                 self.d_optimizer.extrapolate(None, self.discriminator.trainable_variables)
                 self.g_optimizer.extrapolate(None, self.generator_variables)
-        logs, d_real = self.alternating_step(reals, p, lambda opt, g, v: opt.apply(g, v))
+        logs, d_real = self.alternating_step(reals, p, self.apply_update)
 
         self.update_ema()
         if self.config.ada:
@@ -334,15 +353,18 @@ class GANModel(GenerativeModel):
         real, _ = data
         self.check_images(real)
         b = self._batch(real)
-        return self._evaluate(
-            real, self.generator_inputs(b, _STREAM_D_GENERATOR, evaluation=True),
-            self.augment_inputs(b, _STREAM_D_REAL_AUG, evaluation=True),
-            self.augment_inputs(b, _STREAM_D_FAKE_AUG, evaluation=True),
-            self.uniform(b, [], _STREAM_GP, evaluation=True), tf.convert_to_tensor(self.ada_p))
+        micro = {"real": real,
+                 "gen": self.generator_inputs(b, _STREAM_D_GENERATOR, evaluation=True),
+                 "aug_real": self.augment_inputs(b, _STREAM_D_REAL_AUG, evaluation=True),
+                 "aug_fake": self.augment_inputs(b, _STREAM_D_FAKE_AUG, evaluation=True),
+                 "eps": self.uniform(b, [], _STREAM_GP, evaluation=True)}
+        logs, _ = self.over_micro_batches(self.step_function(self.evaluation_terms, "evaluate"),
+                                          micro, tf.convert_to_tensor(self.ada_p))
+        return logs
 
     # ----------------------------------------------------- EMA and ADA updates
     def ema_beta(self):
-        """StyleGAN2-ADA's EMA decay for this step (``models.gan.ema.ema_beta``)."""
+        """StyleGAN2-ADA's EMA decay for this step (``models.shared.ema.ema_beta``)."""
         cfg = self.config
         return ema_beta(self.step_counter, self.global_batch_size, cfg.ema_kimg, cfg.ema_rampup)
 
@@ -350,21 +372,6 @@ class GANModel(GenerativeModel):
         """ema <- w + beta * (ema - w) for every generator weight."""
         update_ema(self.ema_weights, self.generator_weights,
                    self.ema_beta() if beta is None else beta)
-
-    def update_ada(self, d_real):
-        """Accumulate sign(D(real)) over the global batch; every ``ada_interval``
-        steps move p (``augment.ada_adjust``) and reset the accumulators. Every
-        replica computes the same numbers (the signs are all-gathered)."""
-        cfg = self.config
-        sign_sum = self.ada_sign_sum + tf.reduce_sum(self.gather(tf.sign(d_real)))
-        count = self.ada_count + float(self.global_batch_size)
-        update = tf.equal((self.step_counter + 1) % cfg.ada_interval, 0)
-        p = tf.convert_to_tensor(self.ada_p)
-        new_p = ada_adjust(p, sign_sum, count, cfg.ada_target,
-                           float(self.global_batch_size * cfg.ada_interval), cfg.ada_kimg)
-        self.ada_p.assign(tf.where(update, new_p, p))
-        self.ada_sign_sum.assign(tf.where(update, 0.0, sign_sum))
-        self.ada_count.assign(tf.where(update, 0.0, count))
 
     # ----------------------------------------------------------------- sampler
     def sample_latents(self, n, seed):
@@ -386,7 +393,7 @@ class GANModel(GenerativeModel):
         the mean over many draws is the same quantity for the weights being sampled."""
         z = tf.random.stateless_normal([_W_AVG_SAMPLES, self.config.latent_size],
                                        [self.seed, _W_AVG_SALT])
-        return tf.reduce_mean(self.ema_mapping(z, training=False), axis=0)
+        return tf.reduce_mean(to_float32(self.ema_mapping(z, training=False)), axis=0)
 
     def truncate(self, w):
         """w [b, w_dim] -> w_avg + psi (w - w_avg) (StyleGAN's truncation trick)."""
@@ -401,9 +408,9 @@ class GANModel(GenerativeModel):
         truncation ``truncation_psi``)."""
         latents = tf.convert_to_tensor(latents, tf.float32)
         n = tf.shape(latents)[0]
-        w = self.truncate(self.ema_mapping(latents, training=False))
+        w = self.truncate(to_float32(self.ema_mapping(latents, training=False)))
         ws = tf.tile(w[:, None, :], [1, self.num_ws, 1])
-        images = self.ema_synthesis([ws, *self.const_noise(n)], training=False)
+        images = to_float32(self.ema_synthesis([ws, *self.const_noise(n)], training=False))
         return tf.clip_by_value(images, -1.0, 1.0)
 
 

@@ -15,19 +15,39 @@ dropped); ``mse`` is the per-pixel mean, the scale of the thesis's numbers.
 from __future__ import annotations
 
 import dataclasses
+import typing
 
 import tensorflow as tf
+
+from models.losses import LossRegistry
+from models.shared.distributions import gaussian_kl
+
+
+@dataclasses.dataclass
+class BatchLatents:
+    """The latents of the whole global batch, as constants: what a micro-batch's step
+    (gradient accumulation, or a compiled step) computes a batch-spanning term on.
+    z, z_prior [B, z_dim] (every micro-batch of every replica, in global-batch order);
+    parts: the micro-batches per replica (k)."""
+    z: tf.Tensor
+    z_prior: tf.Tensor
+    parts: int
 
 
 @dataclasses.dataclass
 class VAEOutput:
-    """One forward pass. Shapes: x, x_hat [b, H, W, C]; mu, log_var, z [b, z_dim]."""
+    """One forward pass. Shapes: x, x_hat [b, H, W, C]; mu, log_var, z [b, z_dim].
+
+    batch / rows: with accumulation (or XLA), the whole batch's latents and the global
+    rows [b] of this pass's examples in them (``global_mmd``); None otherwise."""
     x: tf.Tensor
     x_hat: tf.Tensor
     mu: tf.Tensor
     log_var: tf.Tensor
     z: tf.Tensor
     z_prior: tf.Tensor  # samples of the prior p(z), [b, z_dim]
+    batch: typing.Optional[BatchLatents] = None
+    rows: typing.Optional[tf.Tensor] = None
 
 
 # ----------------------------------------------------------------- terms
@@ -39,15 +59,6 @@ def squared_error(x, x_hat):
 def mean_squared_error(x, x_hat):
     """Per-pixel mean squared error per example (thesis eq. 1.13): [b]."""
     return tf.reduce_mean(tf.square(x - x_hat), axis=[1, 2, 3])
-
-
-def gaussian_kl(mu, log_var):
-    """KL(N(mu, diag(exp(log_var))) || N(0, I)) per example: [b].
-
-    Closed form of Kingma & Welling (2014), appendix B (thesis eq. 2.5):
-    0.5 * sum_j (sigma_j^2 + mu_j^2 - 1 - log sigma_j^2).
-    """
-    return 0.5 * tf.reduce_sum(tf.exp(log_var) + tf.square(mu) - 1.0 - log_var, axis=1)
 
 
 def squared_distances(a, b):
@@ -96,8 +107,22 @@ def global_mmd(out: VAEOutput, model, kernel, scale):
 
     The samples are all-gathered so N replicas estimate the same statistic as one
     device; each replica contributes 1/N of it (the gradients are summed).
+
+    With the whole batch's latents given (``out.batch``: gradient accumulation or a
+    compiled step, ``models.vae.model``), the MMD is computed on them with this pass's
+    rows replaced by its live latents: its value is the whole batch's MMD, its gradient
+    the whole batch's MMD's gradient through this pass's latents alone. The term
+    returned has the value share / k (the k micro-batches of N replicas sum to the MMD
+    once) and that gradient in full (their gradients sum to the whole batch's): exact,
+    not an estimator over smaller groups.
     """
-    return model.replica_share(mmd(model.gather(out.z), model.gather(out.z_prior), kernel, scale))
+    if out.batch is None:
+        return model.replica_share(mmd(model.gather(out.z), model.gather(out.z_prior),
+                                       kernel, scale))
+    z = tf.tensor_scatter_nd_update(tf.stop_gradient(out.batch.z), out.rows[:, None], out.z)
+    value = mmd(z, out.batch.z_prior, kernel, scale)
+    share = model.replica_share(value) / float(out.batch.parts)
+    return tf.stop_gradient(share) + (value - tf.stop_gradient(value))
 
 
 # ---------------------------------------------------------------- objectives
@@ -135,9 +160,18 @@ def wasserstein_autoencoder(out: VAEOutput, model, config):
 
 
 wasserstein_autoencoder.deterministic_encoder = True
+# The objectives with a term over the whole batch (MMD): their steps gather the batch's
+# latents first when they accumulate or compile (``global_mmd``).
+mutual_information.spans_batch = True
+wasserstein_autoencoder.spans_batch = True
 
-LOSSES = {
+
+def spans_batch(loss) -> bool:
+    """Whether an objective has a term over the whole batch (``global_mmd``)."""
+    return bool(getattr(loss, "spans_batch", False))
+
+LOSSES = LossRegistry("vae", {
     "elbo": elbo,
     "mi": mutual_information,
     "wae": wasserstein_autoencoder,
-}
+})

@@ -7,6 +7,8 @@
 step STEP finishes, before that step's checkpoint is written.
 --mirrored-compare: train one step on 1 device and on 2 logical CPUs with
 MirroredStrategy, on the same global batch, and save both weight sets.
+--accumulate K: the 2-replica run of --mirrored-compare accumulates K micro-batches per
+replica (the 1-device run none).
 """
 import argparse
 import os
@@ -18,7 +20,7 @@ import tensorflow as tf
 
 
 def tiny_run(run_dir, loss="elbo", strategy=None, epochs=2, steps=2, callbacks=(), batch=8,
-             build_only=False):
+             build_only=False, runtime=None, max_steps=None, on_build=None):
     from data import open_dataset
     from common.config import from_dict
     from training.config import TrainConfig
@@ -35,11 +37,17 @@ def tiny_run(run_dir, loss="elbo", strategy=None, epochs=2, steps=2, callbacks=(
         model = family.build(config, train.image_shape, batch, seed=3)
         model(tf.zeros([1, *model.image_shape]))
         return model
-    trainer = Trainer(lambda: family.build(config, train.image_shape, batch, seed=3), train, val,
+    def build():
+        if on_build is not None:
+            on_build()
+        return family.build(config, train.image_shape, batch, seed=3)
+
+    trainer = Trainer(build, train, val,
                       TrainConfig(epochs=epochs, steps_per_epoch=steps, val_batches=1,
                                   checkpoint_every=1, grid_size=2),
                       global_batch_size=batch, run_dir=run_dir, strategy=strategy,
-                      extra_callbacks=callbacks, verbose=False)
+                      extra_callbacks=callbacks, verbose=False, runtime=runtime,
+                      max_steps=max_steps)
     return trainer.fit()
 
 
@@ -64,6 +72,7 @@ def main():
     parser.add_argument("--die-at", type=int, default=None)
     parser.add_argument("--loss", default="elbo")
     parser.add_argument("--mirrored-compare", default=None)
+    parser.add_argument("--accumulate", type=int, default=1)
     args = parser.parse_args()
     tf.config.experimental.enable_op_determinism()
     if args.mirrored_compare:
@@ -73,7 +82,12 @@ def main():
         init = tiny_run(os.path.join(args.run_dir, "init"), args.loss, epochs=1, steps=1,
                         build_only=True)
         mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-        two = tiny_run(os.path.join(args.run_dir, "two"), args.loss, mirrored, epochs=1, steps=1)
+        runtime = None
+        if args.accumulate > 1:
+            from training.runtime import Runtime
+            runtime = Runtime(accumulate=args.accumulate)
+        two = tiny_run(os.path.join(args.run_dir, "two"), args.loss, mirrored, epochs=1, steps=1,
+                       runtime=runtime)
         np.savez(args.mirrored_compare,
                  **{f"init_{i}": w for i, w in enumerate(weights(init))},
                  **{f"one_{i}": w for i, w in enumerate(weights(one.model))},

@@ -20,11 +20,16 @@ differentiable with respect to the images: the generator is trained through them
   single bilinear resampling with reflection at the borders; the colour ops into
   one 4x4 matrix. (ADA's anti-aliasing upsampling filter is left out.)
 * :func:`ada_adjust`: ADA's update of p from the overfitting heuristic r_t.
+* :class:`AdaptiveAugmentation`: ADA's state (p and its accumulators) and its update,
+  mixed into the GAN and face-GAN models.
+
+Shared by the GAN family (both pipelines) and thesis 003's face GAN (ADA).
 """
 from __future__ import annotations
 
 import math
 
+import keras
 import tensorflow as tf
 
 DIFFAUGMENT_OPS = ("color", "translation", "cutout")
@@ -290,3 +295,41 @@ def ada_adjust(p, sign_sum, count, target, images_per_update, ada_kimg):
     r_t = sign_sum / tf.maximum(count, 1.0)
     step = tf.sign(r_t - target) * images_per_update / (ada_kimg * 1000.0)
     return tf.clip_by_value(p + step, 0.0, 1.0)
+
+
+class AdaptiveAugmentation:
+    """ADA's state and update for a ``GenerativeModel`` whose config has ``ada_target``,
+    ``ada_interval`` and ``ada_kimg`` (mixed in before ``GenerativeModel``).
+
+    The state is three float variables of the model, ``ada_p``, ``ada_sign_sum`` and
+    ``ada_count`` (attributes of the model, so checkpoints name them so), made by
+    :meth:`make_ada_state` and saved with the model's checkpoint.
+    """
+
+    def make_ada_state(self):
+        """ADA's p and the running sum of sign(D(real)) (and its count) since the last
+        update; one value on every replica ("only_first_replica")."""
+        def state(name):
+            return keras.Variable(0.0, dtype="float32", trainable=False, autocast=False,
+                                  aggregation="only_first_replica", name=name)
+        self.ada_p = state("ada_p")
+        self.ada_sign_sum = state("ada_sign_sum")
+        self.ada_count = state("ada_count")
+
+    def update_ada(self, d_real):
+        """Accumulate sign(D(real)) [b] over the global batch; every ``ada_interval``
+        steps move p (:func:`ada_adjust`) and reset the accumulators. Every replica
+        computes the same numbers (the signs are all-gathered)."""
+        cfg = self.config
+        # an output that overflowed (a float16 step its loss scaling skips) counts as 0,
+        # so one such step cannot turn p into NaN for the rest of the run
+        signs = tf.where(tf.math.is_finite(d_real), tf.sign(d_real), tf.zeros_like(d_real))
+        sign_sum = self.ada_sign_sum + tf.reduce_sum(self.gather(signs))
+        count = self.ada_count + float(self.global_batch_size)
+        update = tf.equal((self.step_counter + 1) % cfg.ada_interval, 0)
+        p = tf.convert_to_tensor(self.ada_p)
+        new_p = ada_adjust(p, sign_sum, count, cfg.ada_target,
+                           float(self.global_batch_size * cfg.ada_interval), cfg.ada_kimg)
+        self.ada_p.assign(tf.where(update, new_p, p))
+        self.ada_sign_sum.assign(tf.where(update, 0.0, sign_sum))
+        self.ada_count.assign(tf.where(update, 0.0, count))

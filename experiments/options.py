@@ -1,0 +1,66 @@
+"""What one ``run_all.py`` command asks for, light to import (no TensorFlow): the
+:class:`Request` the package reads, the choices and bounds of its options, and the
+default output folder.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from experiments.profiles import PROFILES
+from training.strategy_names import STRATEGIES
+
+TABLES = ("table_3_1", "table_3_2")
+METRIC_CHOICES = ("auto", "inception", "evaluator", "none")
+PROFILE_CHOICES = tuple(sorted(PROFILES))
+STRATEGY_CHOICES = STRATEGIES
+#: thesis 004's dataset when --dataset is not given (thesis 003's: experiments.thesis_003)
+DEFAULT_DATASET = "cifar100"
+# Bounds that keep a typo from exhausting memory before anything useful happens: the run
+# list grows with --seeds, and the families' networks are built for 8- to 256-pixel images
+# (the theses use 32 and 64).
+MAX_SEEDS = 100
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 8, 256
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """One command's options (``run_all.py --help`` says what each means); None: the
+    default, resolved where it is used (the dataset's, the thesis's, reports/...)."""
+    profile: str = "paper"
+    only: list | None = None  # selectors: family[/loss][@latent], faces[/mode], bilinear
+    tables: list = dataclasses.field(default_factory=lambda: list(TABLES))
+    dataset: str | None = None
+    data_dir: str | None = None
+    image_size: int = 32
+    channels: int | None = None
+    out: str | None = None
+    seeds: int = 1
+    strategy: str = "auto"
+    metrics: str = "auto"
+    inception_weights: str | None = None
+    optimizer: str | None = None
+    bilinear_eta: list | None = None
+    quiet: bool = False
+    #: ``--set family.field=value``, parsed but not yet typed: (family, field, value text)
+    #: triples, converted against the family's config when the runs are planned
+    overrides: tuple = ()
+    #: ``--plan``: write plan.md/plan.json (costs, memory, hours) and train nothing
+    plan: bool = False
+    #: ``--max-steps N``: a rehearsal, every stage stops after N steps (never a result)
+    max_steps: int | None = None
+
+
+def slug(dataset: str, channels: int = 3, native: int = 3) -> str:
+    """The default output folder's name: the dataset, plus ``-gray``/``-rgb`` when the
+    run asks for other channels than the dataset's own (their runs never mix)."""
+    name = dataset.replace("folder:", "folder-").replace("/", "_").strip("_") or "dataset"
+    return name if channels == native else f"{name}-{'gray' if channels == 1 else 'rgb'}"
+
+
+def default_out(profile: str, dataset: str, channels: int = 3, native: int = 3,
+                max_steps: int | None = None) -> str:
+    """reports/<profile>/<dataset slug>: where a command writes without --out; a
+    rehearsal's (``max_steps``) is reports/<profile>/<dataset slug>-rehearsal."""
+    rehearsal = "" if max_steps is None else "-rehearsal"
+    return os.path.join("reports", profile, slug(dataset, channels, native) + rehearsal)
