@@ -73,8 +73,16 @@ def device_name() -> str:
         return "GPU"
 
 
+_CPU_PEAK = []
+
+
 def device_peak(name: str, precision: str):
-    """The data-sheet peak (FLOP/s) of a GPU named ``name`` for ``precision``, or None."""
+    """The data-sheet peak (FLOP/s) of a GPU named ``name`` for ``precision``, or None; the
+    CPU's: its measured float32 matmul FLOP/s (``experiments.forecast.matmul_peak``)."""
+    if name == "CPU":
+        if not _CPU_PEAK:
+            _CPU_PEAK.append(forecast.matmul_peak(2048))
+        return _CPU_PEAK[0]
     upper = name.upper()
     for acc in forecast.ACCELERATORS:
         if acc.short.split("-")[0] in upper:

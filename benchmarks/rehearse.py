@@ -15,8 +15,10 @@ reports:
 - seconds per step (the second step; the first traces and warms up) and images/s;
 - memory: the allocator's peak during the step (``TF_CPU_ALLOCATOR_USE_BFC=true``, set
   here, makes TensorFlow's CPU allocator keep statistics) above what was allocated
-  before it, less the weight gradients: the step's activations, beside the plan's
-  (activations per example x the batch); and the state (weights, optimiser slots);
+  before it, at two batches (b/2 and b, one trace with the batch left open): their
+  difference per image is the step's activations per example, beside the plan's; the
+  rest, what does not grow with the batch (gradients, the optimiser's temporaries),
+  beside the gradients' bytes;
 - the measured utilisation: the step's FLOPs (TensorFlow's profiler on the traced step,
   its ``tf.cond`` branches weighted as they run: the GAN's lazy R1 1 in ``d_reg_every``)
   per second, over this CPU's peak, measured as the FLOP/s of a 2048 x 2048 float32
@@ -27,9 +29,8 @@ reports:
   independent count from its layers' shapes (2 x multiply-adds of every convolution and
   dense kernel: the profiler also counts elementwise ops, so it is a little higher).
 
-The batch of each stage is the largest power of two whose step stays under
-``--budget-gflop`` by the plan's count (at least 1): large enough that the activations
-dominate the gradients' fixed transients in the memory comparison. Writes
+The batch b of each stage is the largest power of two whose step stays under
+``--budget-gflop`` by the plan's count (at least 2). Writes
 ``benchmarks/results/rehearsal.json`` (``--out``), which ``run_all.py --plan`` quotes.
 """
 from __future__ import annotations
@@ -111,76 +112,81 @@ def _then_weight(config) -> float:
 
 
 def rehearse_stage(model, config, family, stage, *, budget, batch, meter):
-    """One stage's figures (a dict)."""
+    """One stage's figures (a dict): its step at batches ``batch // 2`` and ``batch``."""
     cost = forecast.measure_stage(model, config, family.name, stage.name, meter=meter)
     per_image = cost.train_flops()
     k = int(model.batches_per_step)
     if batch is None:
-        batch = 1
+        batch = 2
         while batch * 2 * per_image <= budget and batch < 64:
             batch *= 2
-    # the step draws its noise for the global batch: the rehearsal's batch, set before
+    batch = max(2, batch)
+    low = batch // 2
+    # the step draws its noise for the global batch: the rehearsal's largest, set before
     # the step is traced (the model was built with the config's)
     model.global_batch_size = batch
     source = model.training_source(_random_source(batch * k * 2, model.image_shape))
-    batches = iter(source.batches(batch * k))
-    first, second = next(batches), next(batches)
+    data = {b: next(iter(source.batches(b * k))) for b in (low, batch)}
     strategy = tf.distribute.get_strategy()
 
-    @tf.function(autograph=False)
     def step(x, y):  # what training.Trainer's train_fn runs
         logs = strategy.run(model.train_step, args=((x, y),))
         model.after_train_step()
         model.step_counter.assign_add(1)
         return logs
 
+    # counted on a trace at the full batch (the profiler needs every shape), run through
+    # one whose batch is left open (both batches, one trace)
+    x, y = data[batch]
     t0 = time.perf_counter()
-    concrete = step.get_concrete_function(tf.TensorSpec(first[0].shape, first[0].dtype),
-                                          tf.TensorSpec(first[1].shape, first[1].dtype))
-    counted = forecast.nested_graph_flops(concrete.graph, _then_weight(config))
+    static = tf.function(step, autograph=False).get_concrete_function(
+        tf.TensorSpec(x.shape, x.dtype), tf.TensorSpec(y.shape, y.dtype))
+    counted = forecast.nested_graph_flops(static.graph, _then_weight(config))
+    del static
+    run = tf.function(step, autograph=False, input_signature=[
+        tf.TensorSpec([None, *x.shape[1:]], x.dtype), tf.TensorSpec([None], y.dtype)])
+
+    def measured(b):
+        before = meter.current()
+        meter.reset_peak()
+        t1 = time.perf_counter()
+        for value in run(*data[b]).values():
+            value.numpy()
+        return meter.peak() - before, time.perf_counter() - t1
+
+    measured(low)  # traces, builds the kernels
     traced = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    for value in step(*first).values():
-        value.numpy()
-    first_seconds = time.perf_counter() - t0
+    peak_low, _ = measured(low)
+    peak_high, _ = measured(batch)
     # the CPU's peak measured again just before the timed step: a shared machine's load
     # changes, and the utilisation compares two rates taken under the same load
     peak_rate = forecast.matmul_peak(2048)
-    before = meter.current()
-    meter.reset_peak()
-    t0 = time.perf_counter()
-    for value in step(*second).values():
-        value.numpy()
-    seconds = time.perf_counter() - t0
-    peak = meter.peak()
-    grads = sum(forecast._nbytes(v) for v in model.trainable_variables)
-    measured_act = None if peak is None or before is None else max(peak - before - grads, 0)
-    planned_act = None if cost.activation_bytes() is None else cost.activation_bytes() * batch
-    planned = per_image * batch
+    _, seconds = measured(batch)
+    slope = max(peak_high - peak_low, 0) / (batch - low)
+    planned_act = cost.activation_bytes()
     nets = {}
     for name, spec in cost.account.nets.items():
         analytic = layer_flops(spec.get(model))
         nets[name] = {"profiler": cost.nets[name].flops, "layers": analytic,
                       "ratio": None if not analytic else cost.nets[name].flops / analytic}
+    grads = sum(forecast._nbytes(v) for v in model.trainable_variables)
     return {
         "family": family.name, "stage": stage.name, "loss": config.loss,
         "latent_size": config.latent_size, "params": cost.params, "batch": batch,
-        "batches_per_step": k, "trace_seconds": round(traced, 1),
-        "first_step_seconds": round(first_seconds, 2), "seconds_per_step": seconds,
-        "images_per_second": batch * k / seconds,
-        "flops_counted": counted, "flops_planned": planned,
-        "flops_ratio": planned / counted if counted else None,
+        "batch_low": low, "batches_per_step": k, "trace_seconds": round(traced, 1),
+        "seconds_per_step": seconds, "images_per_second": batch * k / seconds,
+        "flops_counted": counted, "flops_planned": per_image * batch,
+        "flops_ratio": per_image * batch / counted if counted else None,
         "flops_per_second": counted / seconds, "utilisation": counted / seconds / peak_rate,
         "matmul_flops_per_second": peak_rate,
-        "state_bytes_planned": cost.state_bytes, "allocated_before_step": before,
-        "activation_bytes_measured": measured_act, "activation_bytes_planned": planned_act,
-        "activation_ratio": (planned_act / measured_act
-                             if measured_act and planned_act is not None else None),
-        "peak_bytes_measured": None if peak is None else peak,
-        "peak_bytes_planned": (None if planned_act is None
-                               else cost.state_bytes + planned_act),
-        "networks": nets, "step": cost.account.steps,
-        "memory_method": meter.method,
+        "step_peak_bytes": {str(low): peak_low, str(batch): peak_high},
+        "activation_bytes_per_example_measured": slope,
+        "activation_bytes_per_example_planned": planned_act,
+        "activation_ratio": planned_act / slope if slope and planned_act else None,
+        # what does not grow with the batch: the gradients, the optimiser's temporaries
+        "fixed_step_bytes_measured": peak_low - slope * low,
+        "gradient_bytes": grads, "state_bytes_planned": cost.state_bytes,
+        "networks": nets, "step": cost.account.steps, "memory_method": meter.method,
     }
 
 
@@ -238,23 +244,20 @@ def rehearse(selectors, profile_name="paper", *, budget=150e9, batch=None, progr
     }
 
 
-def _mb(value):
-    return "n/a" if value is None else f"{value / 1e6:,.0f}"
-
-
 def table(record) -> list:
     lines = [f"{'stage':42s} {'batch':>7s} {'s/step':>7s} {'img/s':>7s} {'GFLOP/s':>8s} "
-             f"{'util':>6s} {'FLOP plan/count':>15s} {'act MB meas':>11s} {'act MB plan':>11s} "
-             f"{'state MB':>9s}"]
+             f"{'util':>6s} {'FLOP plan/count':>15s} {'act MB/img meas':>15s} "
+             f"{'plan':>6s} {'fixed MB':>9s} {'grads MB':>9s}"]
     for s in record["stages"]:
         batch = f"{s['batch']}" + (f"x{s['batches_per_step']}" if s["batches_per_step"] > 1
                                    else "")
         lines.append(f"{s['name']:42s} {batch:>7s} {s['seconds_per_step']:7.2f} "
                      f"{s['images_per_second']:7.2f} {s['flops_per_second'] / 1e9:8.1f} "
                      f"{100 * s['utilisation']:5.1f}% {s['flops_ratio']:15.3f} "
-                     f"{_mb(s['activation_bytes_measured']):>11s} "
-                     f"{_mb(s['activation_bytes_planned']):>11s} "
-                     f"{s['state_bytes_planned'] / 1e6:9,.0f}")
+                     f"{s['activation_bytes_per_example_measured'] / 1e6:15.2f} "
+                     f"{_mb2(s['activation_bytes_per_example_planned']):>6s} "
+                     f"{s['fixed_step_bytes_measured'] / 1e6:9,.0f} "
+                     f"{s['gradient_bytes'] / 1e6:9,.0f}")
     lines.append(f"overall utilisation {100 * (record['utilisation'] or 0):.1f}% of the "
                  f"float32 matmul peak (measured beside each step; "
                  f"{record['matmul_flops_per_second'] / 1e9:.1f} GFLOP/s at the start); "
@@ -264,6 +267,10 @@ def table(record) -> list:
         f"{s['name'].split('-s0')[0]}:{n} {v['ratio']:.3f}" for s in record["stages"]
         for n, v in s["networks"].items() if v["ratio"] is not None))
     return lines
+
+
+def _mb2(value):
+    return "n/a" if value is None else f"{value / 1e6:.2f}"
 
 
 def main(argv=None) -> int:

@@ -161,14 +161,39 @@ def _register_einsum_flops():
     _EINSUM_REGISTERED.append(True)
 
 
+def _batch_matmul_correction(graph) -> int:
+    """What TensorFlow's profiler miscounts in ``graph``'s BatchMatMul ops: it reads their
+    inner dimension from an attribute ``transpose_a`` they do not have (theirs is
+    ``adj_x``), so a product whose first operand is adjoint (the weight gradient of a
+    dense layer on [b, n, d] inputs) is counted with k = d instead of n. Returns the
+    correct count minus the profiler's."""
+    from tensorflow.python.framework import graph_util
+
+    correction = 0
+    for op in graph.get_operations():
+        if op.type not in ("BatchMatMul", "BatchMatMulV2", "BatchMatMulV3"):
+            continue
+        node = op.node_def
+        if not node.attr["adj_x"].b:
+            continue
+        a = graph_util.tensor_shape_from_node_def_name(graph, node.input[0])
+        out = graph_util.tensor_shape_from_node_def_name(graph, node.name)
+        if not (a.is_fully_defined() and out.is_fully_defined()):
+            continue
+        correction += 2 * out.num_elements() * (int(a[-2]) - int(a[-1]))
+    return correction
+
+
 def graph_flops(graph) -> int:
-    """Float operations of a graph, by TensorFlow's profiler (ops it has a count for)."""
+    """Float operations of a graph, by TensorFlow's profiler (ops it has a count for),
+    its BatchMatMul miscount corrected (:func:`_batch_matmul_correction`)."""
     import tensorflow as tf
 
     _register_einsum_flops()
     builder = tf.compat.v1.profiler.ProfileOptionBuilder
     options = builder(builder.float_operation()).with_empty_output().build()
-    return int(tf.compat.v1.profiler.profile(graph, options=options).total_float_ops)
+    counted = int(tf.compat.v1.profiler.profile(graph, options=options).total_float_ops)
+    return counted + _batch_matmul_correction(graph)
 
 
 def _function_graph(graph, name):
@@ -534,41 +559,53 @@ class StageCost:
         return flops / seconds if seconds > 0 else None
 
 
-def _held(net, inputs, meter):
-    """(bytes a forward pass of ``net`` on ``inputs`` holds for its backward, seconds)."""
+def _measure_net(net, make, batch, meter):
+    """(activation bytes per example or None, seconds, images) of ``net``: the allocator's
+    peak during a compiled forward and backward pass (``tf.function``, as the trainer runs
+    steps) above what was allocated before it, at batches ``batch // 2`` (at least 1) and
+    ``batch``, their difference per image. The backward differentiates the summed outputs
+    with respect to the network's float inputs (its weights when it has none): without
+    the weight gradients, whose fixed-size buffers set the peak of small batches, the peak
+    is the activations the pass keeps for its backward plus one layer's transients, linear
+    in the batch, and what does not grow with it cancels. The time is the larger pass's."""
     import tensorflow as tf
 
-    floats = [x for x in inputs if x.dtype.is_floating]
-    before = meter.current() if meter is not None else None
-    t0 = time.perf_counter()
-    tape = tf.GradientTape()
-    with tape:
-        tape.watch(floats)
-        out = net(inputs if len(inputs) > 1 else inputs[0], training=True)
-    for o in tf.nest.flatten(out):
-        o.numpy()  # wait for the pass (eager ops may still be running)
-    seconds = time.perf_counter() - t0
-    held = meter.current() if meter is not None else None
-    del tape, out
-    return (None if held is None or before is None else held - before), seconds
+    probe = make(1)
+    floats = [i for i, x in enumerate(probe) if x.dtype.is_floating]
+    weights = [] if floats else list(net.trainable_variables)
 
+    def pass_(*inputs):
+        watched = [inputs[i] for i in floats]
+        with tf.GradientTape() as tape:
+            tape.watch(watched)
+            out = net(list(inputs) if len(inputs) > 1 else inputs[0], training=True)
+            loss = tf.add_n([tf.reduce_sum(tf.cast(o, tf.float32))
+                             for o in tf.nest.flatten(out)])
+        grads = tape.gradient(loss, watched + weights)
+        return tf.add_n([tf.reduce_sum(tf.cast(g, tf.float32)) for g in grads
+                         if g is not None] + [loss])
 
-def _measure_net(net, make, batch, meter):
-    """(activation bytes per example or None, seconds, images) of ``net``: the memory a
-    forward pass under a gradient tape holds for the backward (the allocator's bytes after
-    it, the tape alive, less those before it), at batches ``batch // 2`` (at least 1) and
-    ``batch``: the difference per image, so what does not grow with the batch (weights
-    cast or scaled for the pass, masks) is left out. Linear in the batch, unlike the peak
-    of a forward and backward pass, which gradients and the backward's transients set at
-    small batches (measured on the paper VAE: the held bytes per example agree with the
-    peak's slope between batches 32 and 64 within 10%). The time is the second pass's."""
-    small = max(1, batch // 2)
-    big = max(2, batch)
-    held_small, _ = _held(net, make(small), meter)
-    held_big, seconds = _held(net, make(big), meter)
-    if held_small is None or held_big is None:
+    specs = [tf.TensorSpec([None, *x.shape[1:]], x.dtype) for x in probe]
+    compiled = tf.function(pass_, input_signature=specs, autograph=False)
+
+    def peak(inputs):
+        before = meter.current() if meter is not None else None
+        if meter is not None:
+            meter.reset_peak()
+        t0 = time.perf_counter()
+        compiled(*inputs).numpy()
+        seconds = time.perf_counter() - t0
+        top = meter.peak() if meter is not None else None
+        return (None if top is None or before is None else top - before), seconds
+
+    small, big = max(1, batch // 2), max(2, batch)
+    small_inputs = make(small)
+    peak(small_inputs)  # traces, builds the kernels
+    low, _ = peak(small_inputs)
+    high, seconds = peak(make(big))
+    if low is None or high is None:
         return None, seconds, big
-    return max(held_big - held_small, 0) / (big - small), seconds, big
+    return max(high - low, 0) / (big - small), seconds, big
 
 
 #: a memory run's batch: the largest power of two (2 to 64) whose forward pass stays
@@ -620,7 +657,7 @@ def measure_stage(model, config, family_name, stage_name, *, memory: bool = True
                                                 _measure_batch(flops), meter)
             cost.activation_bytes = act
             cost.measured_seconds = seconds
-            cost.measured_flops = flops * images
+            cost.measured_flops = 2 * flops * images  # a forward and an input backward
         nets[name] = cost
     import keras
 

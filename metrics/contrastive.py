@@ -381,8 +381,9 @@ def load_contrastive(folder) -> tuple[keras.Model, dict]:
     try:
         return _read(folder)
     except _DAMAGED as err:
-        raise MetricsError(f"the second evaluator in {folder} is damaged ({type(err).__name__}: "
-                           f"{err}): restore the folder, or delete it where it is a cache") from None
+        raise MetricsError(f"the second evaluator in {folder} is damaged "
+                           f"({type(err).__name__}: {err}): restore the folder, or delete it "
+                           f"where it is a cache") from None
 
 
 def load_or_train_contrastive(dataset: str, image_shape, *, cache_dir, data_dir=None,

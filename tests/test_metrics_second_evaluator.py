@@ -98,7 +98,8 @@ def test_augment_is_a_function_of_its_seed():
     seed = tf.constant([5, 7], tf.int64)
     a, b = augment(images, seed), augment(images, seed)
     np.testing.assert_array_equal(a.numpy(), b.numpy())
-    assert a.shape == images.shape and float(tf.reduce_min(a)) >= -1 and float(tf.reduce_max(a)) <= 1
+    assert a.shape == images.shape
+    assert float(tf.reduce_min(a)) >= -1 and float(tf.reduce_max(a)) <= 1
     assert not np.array_equal(a.numpy(), augment(images, tf.constant([5, 8], tf.int64)).numpy())
     # no crop, no shift, no intensity change: every view is the image or its mirror image
     plain = augment(images, seed, max_shift=0, intensity_range=(1.0, 1.0),

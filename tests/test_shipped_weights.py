@@ -1,0 +1,45 @@
+"""Committed runs that ship their weights (``weights/``, written by ``experiments.export``)
+sample on a fresh clone, through the public command, exactly the images they were scored on.
+
+Equal ``samples.npz`` bytes mean equal metrics: the committed numbers were computed from
+those images (tests/test_metrics_cli.py checks that re-scoring a committed samples.npz
+gives its recorded fd_eval).
+"""
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+RUNS = ROOT / "reports" / "quick" / "fashion_mnist" / "runs"
+SHIPPED = sorted(p.parent.parent for p in RUNS.glob("*/weights/model.index"))
+SAMPLE_SEED_OFFSET = 777  # experiments.runner draws a run's scored samples with seed + 777
+
+
+def test_weights_are_shipped_and_small():
+    assert SHIPPED, "no committed run ships weights/"
+    total = sum(f.stat().st_size for run in SHIPPED for f in (run / "weights").iterdir())
+    assert total < 40 * 2**20, f"shipped weights take {total / 2**20:.1f} MiB"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("run", SHIPPED, ids=lambda p: p.name)
+def test_a_fresh_clone_samples_the_scored_images(run, tmp_path):
+    clone = tmp_path / "runs" / run.name  # what a clone has: no checkpoints/
+    shutil.copytree(run, clone, ignore=shutil.ignore_patterns("checkpoints", "tensorboard"))
+    import json
+    config = json.loads((run / "config.json").read_text())
+    seed = int(config["identity"]["seed"]) + SAMPLE_SEED_OFFSET
+    scored = np.load(run / "samples.npz")["images"]
+    out = tmp_path / "again.npz"
+    done = subprocess.run(
+        [sys.executable, "-m", "experiments.sample", str(clone), "--n", str(len(scored)),
+         "--seed", str(seed), "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    again = np.load(out)["images"]
+    assert again.dtype == scored.dtype and again.shape == scored.shape
+    assert np.array_equal(again, scored)
