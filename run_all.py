@@ -30,9 +30,8 @@ import argparse  # noqa: E402
 import dataclasses  # noqa: E402
 import sys  # noqa: E402
 
-from common.config import ConfigError, parse_override
-from experiments.options import (MAX_IMAGE_SIZE, MAX_SEEDS, METRIC_CHOICES, MIN_IMAGE_SIZE,
-                                 PROFILE_CHOICES, STRATEGY_CHOICES, TABLES, Request)
+from experiments.options import (METRIC_CHOICES, PROFILE_CHOICES, STRATEGY_CHOICES, TABLES,
+                                 Request, option_problem, override_option)
 
 EXIT_BAD_INPUT = 2
 EXIT_RUN_FAILED = 1
@@ -70,7 +69,7 @@ def parse_args(argv=None) -> Request:
                              "mode's (rmsprop, adam, extra_adam, past_extra_adam, extra_sgd, ...)")
     parser.add_argument("--bilinear-eta", type=float, nargs="+", default=None, metavar="ETA",
                         help="step sizes of the bilinear game (default 0.05 0.2 0.5 0.9)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], type=_override,
+    parser.add_argument("--set", dest="overrides", action="append", default=[], type=override_option,
                         metavar="FAMILY.FIELD=VALUE",
                         help="change one field of a family's config, e.g. --set "
                              "gan.g_learning_rate=0.002 (repeatable): checked against the "
@@ -86,30 +85,11 @@ def parse_args(argv=None) -> Request:
                              "tables titled REHEARSAL: never reused or shown as results")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
-    if args.max_steps is not None and args.max_steps < 1:
-        parser.error(f"--max-steps {args.max_steps}: give a positive number of steps per "
-                     f"stage (a rehearsal)")
-    if not 1 <= args.seeds <= MAX_SEEDS:
-        parser.error(f"--seeds {args.seeds}: give 1 to {MAX_SEEDS} (seeds 0..N-1 per row)")
-    if not MIN_IMAGE_SIZE <= args.image_size <= MAX_IMAGE_SIZE:
-        parser.error(f"--image-size {args.image_size}: the families are built for "
-                     f"{MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE} pixels")
-    seen = {}
-    for family, field, value in args.overrides:
-        if seen.setdefault((family, field), value) != value:
-            parser.error(f"--set {family}.{field} given twice ({seen[family, field]} and "
-                         f"{value}); give it once")
+    problem = option_problem(args)
+    if problem:
+        parser.error(problem)
     args.overrides = tuple(dict.fromkeys(args.overrides))
     return Request(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Request)})
-
-
-def _override(text):
-    """--set's syntax (family.field=value); its type is checked against the family's
-    config when the runs are planned (experiments.planning.family_overrides)."""
-    try:
-        return parse_override(text)
-    except ConfigError as err:
-        raise argparse.ArgumentTypeError(str(err).removeprefix("--set ")) from None
 
 
 def main(argv=None) -> int:

@@ -205,6 +205,17 @@ def check_row(plan, **kwargs):
                 accumulate *= 2
                 print(f"[gpu_check] {plan.name} {spec.name}: out of memory, retrying with "
                       f"accumulate {accumulate}", flush=True)
+            except Exception as err:  # noqa: BLE001 - one broken stage must not hide the rest
+                first = (str(err).strip().splitlines() or [type(err).__name__])
+                reason = next((line for line in first if "precision" in line or "Error" in line),
+                              first[0])[:200]
+                print(f"[gpu_check] {plan.name} {spec.name} FAILED: {type(err).__name__}: "
+                      f"{reason}", flush=True)
+                out.append({"row": plan.name, "stage": spec.name, "precision": kwargs.get(
+                    "precision"), "xla": kwargs.get("jit"),
+                    "note": f"FAILED: {type(err).__name__}: {reason}"})
+                figures, model = None, None
+                break
         if figures is None:
             return out
         out.append(figures)
@@ -293,6 +304,7 @@ def main(argv=None) -> int:
                                out_dir="unused", num_classes=100, channels=3)
         results += check_row(plan, strategy=strategy, precision=precision, jit=jit,
                              steps=steps, max_seconds=args.max_seconds)
+    failed = [line for line in results if str(line.get("note", "")).startswith("FAILED")]
     results.append(fid_pipeline(batch=2 if args.tiny else 200, reps=1 if args.tiny else 10,
                                 image_size=32, inception_weights=args.inception_weights))
     for line in results:
@@ -305,7 +317,7 @@ def main(argv=None) -> int:
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     artifacts.write_csv(out, [{c: line.get(c) for c in COLUMNS} for line in results], COLUMNS)
     print(f"[gpu_check] wrote {out} in {time.perf_counter() - started:.0f} s")
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

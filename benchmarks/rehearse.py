@@ -172,6 +172,8 @@ def rehearse_stage(model, config, family, stage, *, budget, batch, meter):
     grads = sum(forecast._nbytes(v) for v in model.trainable_variables)
     return {
         "family": family.name, "stage": stage.name, "loss": config.loss,
+        # the networks' identity as the plan keys them (experiments.forecast._build_key)
+        "key": forecast._build_key(family, stage.name, config, model.image_shape),
         "latent_size": config.latent_size, "params": cost.params, "batch": batch,
         "batch_low": low, "batches_per_step": k, "trace_seconds": round(traced, 1),
         "seconds_per_step": seconds, "images_per_second": batch * k / seconds,

@@ -23,19 +23,21 @@ How each figure is obtained (stated again in plan.md):
   forward (input and weight gradients), 1 x where only input gradients flow (a frozen
   network or one the step does not update). ``benchmarks/rehearse.py`` checks this sum
   against the profiler's count of the whole traced train step (within 10%).
-- **Activation memory per example**: measured on this machine, at full width: one
-  forward and backward pass of each network at a small batch, the allocator's peak
+- **Activation memory per example**: measured on this machine, at full width: the
+  allocator's peak during a compiled forward and backward pass of each network
   (``tf.config.experimental.get_memory_info``: a GPU's, or the CPU's with
-  ``TF_CPU_ALLOCATOR_USE_BFC=true``, which ``run_all.py --plan`` sets; otherwise the peak
-  resident set growth, Linux) less the weight gradients, divided by the batch, then
-  summed over the networks whose activations the step holds at once (:data:`ACCOUNTS`),
-  and extrapolated linearly to the profile's batch. Halved for bfloat16/float16 (Keras'
-  mixed policies compute and keep activations in 16 bits).
+  ``TF_CPU_ALLOCATOR_USE_BFC=true``, which ``run_all.py --plan`` sets; otherwise the
+  resident set, a rough fallback) at two small batches, its growth per image (what does
+  not grow with the batch cancels), summed over the networks whose activations the step
+  holds at once (:data:`ACCOUNTS`) and extrapolated linearly to the profile's batch.
+  Halved for bfloat16/float16 (Keras' mixed policies compute and keep activations in
+  16 bits). ``benchmarks/rehearse.py`` measures the whole train step's the same way.
 - **State**: the bytes of every variable of the stage's model (weights, EMA copies,
   frozen earlier stages, codebooks) and of its optimiser (slots), plus one gradient per
   trainable weight; float32 in every precision (mixed policies keep variables float32).
 - **Hours**: FLOPs / (the accelerator's data-sheet peak for the run's precision x the
-  stated utilisation); this machine: FLOPs / the FLOP/s measured in the memory runs.
+  stated utilisation); this machine: FLOPs / the FLOP/s of the stage's real train step
+  where ``benchmarks/rehearse.py`` recorded one here, else of the memory runs.
 """
 from __future__ import annotations
 
@@ -717,6 +719,8 @@ def _accumulation(batch, state, activations, usable):
 
 
 def _device_figures(cost, batch, total_flops, precision, accelerator):
+    """Hours, peak memory, whether it fits and what fixes it, of a stage on ``accelerator``
+    in ``precision``; ``cost``: its ``state_bytes`` and ``activation_bytes()`` per example."""
     act = cost.activation_bytes()
     half = precision in HALF
     usable = USABLE_MEMORY * accelerator.memory_gb * GB
@@ -748,6 +752,58 @@ def _device_figures(cost, batch, total_flops, precision, accelerator):
             fix = " or ".join(fixes)
     out["fix"] = fix
     return out
+
+
+#: the optimiser step's temporaries where no rehearsal measured them, in gradients' bytes
+#: (the paper rehearsal on a CPU measured 0 to 3.6 x: ``Calibration``)
+DEFAULT_TRANSIENT = 3.0
+
+
+class Calibration:
+    """What ``benchmarks/rehearse.py`` measured on the real train steps, applied to the
+    plan: a stage it rehearsed (same networks, same loss) takes its measured activations
+    per example; another stage of a rehearsed family and stage takes the composed figure
+    times the rehearsal's ratio measured / composed for it; the step's temporaries beyond
+    the gradients (the optimiser update's) take the rehearsal's, in gradients' bytes."""
+
+    def __init__(self, record):
+        self.exact, self.ratios, self.transients = {}, {}, {}
+        self.source = None
+        for stage in (record or {}).get("stages", []):
+            measured = stage.get("activation_bytes_per_example_measured")
+            planned = stage.get("activation_bytes_per_example_planned")
+            where = (stage.get("family"), stage.get("stage"))
+            if not measured:
+                continue
+            self.source = (f"benchmarks/rehearse.py, {record.get('date', '?')}, "
+                           f"{record.get('machine', '?')}")
+            if stage.get("key"):
+                self.exact[(stage["key"], stage.get("loss"))] = (measured, stage.get("name"))
+            if planned:
+                self.ratios.setdefault(where, []).append(measured / planned)
+            grads, fixed = stage.get("gradient_bytes"), stage.get("fixed_step_bytes_measured")
+            if grads and fixed is not None:
+                self.transients.setdefault(where, []).append(max(fixed - grads, 0) / grads)
+
+    def activations(self, key, loss, where, composed):
+        """(activation bytes per example, how obtained)."""
+        # a row's final stage: its own loss (the loss changes what a step holds); a
+        # shared first stage (``loss`` None): whichever row's rehearsal trained it
+        found = [v for (k, l), v in self.exact.items()
+                 if k == key and (loss is None or l == loss)]
+        if found:
+            measured, name = found[0]
+            return measured, f"rehearsed ({name})"
+        ratios = self.ratios.get(where)
+        if composed is not None and ratios:
+            ratio = sum(ratios) / len(ratios)
+            return composed * ratio, f"composed x {ratio:.2f} (the rehearsal's ratio)"
+        return composed, "composed"
+
+    def transient(self, where, gradient_bytes):
+        factors = self.transients.get(where)
+        factor = sum(factors) / len(factors) if factors else DEFAULT_TRANSIENT
+        return factor * gradient_bytes, factor
 
 
 def _precision_on(accelerator, requested):
@@ -811,7 +867,8 @@ class StageCache:
 def metric_flops_per_image(network: str, image_shape, num_classes) -> tuple:
     """(FLOPs per scored image, what they are) of the metric network ``network``."""
     if network == "inception":
-        return INCEPTION_FLOPS, f"FID Inception-v3: {INCEPTION_FLOPS / 1e9:.2f} GFLOP ({INCEPTION_SOURCE})"
+        return INCEPTION_FLOPS, (f"FID Inception-v3: {INCEPTION_FLOPS / 1e9:.2f} GFLOP per "
+                                 f"image ({INCEPTION_SOURCE})")
     if network == "evaluator":
         from metrics.evaluator import build_evaluator
 
@@ -822,7 +879,7 @@ def metric_flops_per_image(network: str, image_shape, num_classes) -> tuple:
     return 0.0, "not scored (--metrics none)"
 
 
-def matmul_peak(n: int = 2048, reps: int = 3) -> float:
+def matmul_peak(n: int = 2048, reps: int = 5) -> float:
     """This machine's FLOP/s in a large float32 matmul (the reference of its utilisation)."""
     import tensorflow as tf
 
@@ -859,7 +916,7 @@ class Forecast:
                 "steps_per_epoch": line.steps_per_epoch, "steps": line.steps,
                 "train_images": line.train_images, "n_samples": line.n_samples,
                 "flops": line.flops, "state_bytes": cost.state_bytes,
-                "activation_bytes_per_example": cost.activation_bytes(),
+                "activation_bytes_per_example": line.memory["activation_bytes_per_example"],
                 "memory": line.memory, "accelerators": line.devices,
                 "this_machine": line.this_machine}))
         return {"header": to_jsonable(self.header), "rows": rows,
@@ -873,6 +930,7 @@ def make_forecast(plans, *, profile, train_examples, val_examples, num_classes, 
     started = time.perf_counter()
     progress = progress or (lambda text: None)
     cache = StageCache(memory=memory, progress=progress)
+    calibration = Calibration(read_rehearsal())
     metric_per_image, metric_what = metric_flops_per_image(metric_network, image_shape,
                                                            num_classes)
     rate_ref = matmul_peak()
@@ -910,15 +968,25 @@ def make_forecast(plans, *, profile, train_examples, val_examples, num_classes, 
                 "metrics": n_samples * metric_per_image,
             }
             flops["total"] = sum(flops.values())
-            act = cost.activation_bytes()
-            memory_fig = {"activation_bytes_per_example": act, "state_bytes": cost.state_bytes}
+            where = (plan.family.name, spec.name)
+            composed = cost.activation_bytes()
+            act, act_from = calibration.activations(key, config.loss if final else None,
+                                                    where, composed)
+            grads = 4 * cost.trainable_params
+            transient, factor = calibration.transient(where, grads)
+            state = cost.state_bytes + transient
+            memory_fig = {"activation_bytes_per_example": act, "activations_from": act_from,
+                          "activation_bytes_composed": composed,
+                          "state_bytes": state, "variables_bytes": cost.state_bytes,
+                          "transient_bytes": transient, "transient_factor": factor}
             for p in ("float32", "bfloat16"):
                 scale = 0.5 if p in HALF else 1.0
                 memory_fig[f"peak_bytes_{p}"] = (None if act is None else
-                                                 cost.state_bytes + act * scale * batch)
+                                                 state + act * scale * batch)
+            sized = types.SimpleNamespace(state_bytes=state, activation_bytes=lambda a=act: a)
             devices = {}
             for acc in ACCELERATORS:
-                devices[acc.key] = _device_figures(cost, batch, flops["total"],
+                devices[acc.key] = _device_figures(sized, batch, flops["total"],
                                                    _precision_on(acc, precision), acc)
             rate = cost.rate()
             here = {"flops_per_second": rate,
@@ -930,7 +998,7 @@ def make_forecast(plans, *, profile, train_examples, val_examples, num_classes, 
                 n_samples=n_samples, flops=flops, memory=memory_fig, devices=devices,
                 this_machine=here))
     # This machine's rate: the rehearsal's FLOP/s of the stage's real train step when one
-    # was recorded here (benchmarks/rehearse.py), else the memory runs' (eager forward
+    # was recorded here (benchmarks/rehearse.py), else the memory runs' (compiled forward
     # passes); a stage with neither takes the grid's mean
     rehearsal = read_rehearsal()
     rehearsed = {}
@@ -970,6 +1038,7 @@ def make_forecast(plans, *, profile, train_examples, val_examples, num_classes, 
                          "flops_per_second": grid_rate,
                          "utilisation": grid_rate / rate_ref},
         "rehearsal": read_rehearsal(),
+        "calibration": calibration.source,
         "train_examples": train_examples, "val_examples": val_examples,
         "seconds": None,
     }
@@ -1061,7 +1130,7 @@ def short_table(forecast: Forecast) -> list:
                          for a in accs if line.devices[a.key]["fits"] is not None)
         name = line.name if line.kind == "run" else f"{line.name} (shared)"
         lines.append(f"{name:44s} {_flop(line.flops['total']):>9s} "
-                     f"{_mb(line.cost.activation_bytes()):>10s} {_num(peak):>8s} "
+                     f"{_mb(line.memory['activation_bytes_per_example']):>10s} {_num(peak):>8s} "
                      + " ".join(f"{_num(line.devices[a.key]['hours']):>9s}" for a in accs)
                      + f" {_num(line.this_machine['hours']):>10s}  {fits}")
     t = forecast.totals
@@ -1111,15 +1180,15 @@ def markdown(forecast: Forecast) -> str:
             f"each accelerator ({picks}). "
             f"A run fits when its peak is at most {USABLE_MEMORY:.0%} of the device's memory.",
             "",
-            "| run / stage | act. MB/img | state GB | peak GB fp32 | peak GB 16-bit | "
+            "| run / stage | act. MB/img | act. from | state GB | peak GB fp32 | peak GB 16-bit | "
             + " | ".join(f"{a.name} h" for a in accs) + " | this machine s/step | this machine h |",
-            "|---|---:|---:|---:|---:|" + "---:|" * len(accs) + "---:|---:|"]
+            "|---|---:|---|---:|---:|---:|" + "---:|" * len(accs) + "---:|---:|"]
     for line in forecast.lines:
         m = line.memory
         name = line.name if line.kind == "run" else f"{line.name} (shared stage)"
         out.append(f"| {name} | {_mb(m['activation_bytes_per_example'])} "
-                   f"| {_gb(m['state_bytes'])} | {_gb(m['peak_bytes_float32'])} "
-                   f"| {_gb(m['peak_bytes_bfloat16'])} | "
+                   f"| {m['activations_from']} | {_gb(m['state_bytes'])} "
+                   f"| {_gb(m['peak_bytes_float32'])} | {_gb(m['peak_bytes_bfloat16'])} | "
                    + " | ".join(_num(line.devices[a.key]["hours"]) for a in accs)
                    + f" | {_num(line.this_machine['seconds_per_step'])} "
                    f"| {_num(line.this_machine['hours'])} |")
@@ -1162,19 +1231,27 @@ def markdown(forecast: Forecast) -> str:
             "and weight gradients) or 1 x (input gradients only); `benchmarks/rehearse.py` "
             "compares this with the profiler's count of the whole traced train step.",
             f"- Activations: measured on this machine ({here['description']}), at full "
-            f"width: the memory a forward pass of each network holds for its backward (under "
-            f"a gradient tape; {h['memory_method'] or 'not measured: no allocator statistics'})"
-            f" at two batches (b/2 and b, b a power of two up to 64 keeping the pass under "
-            f"{MEASURE_FLOPS / 1e9:.0f} GFLOP), their difference per image; summed over the "
+            f"width: the peak of a compiled forward and backward pass of each network (its "
+            f"summed outputs differentiated with respect to its inputs; "
+            f"{h['memory_method'] or 'not measured: no allocator statistics'}) at two batches "
+            f"(b/2 and b, b a power of two up to 64 keeping the pass under "
+            f"{MEASURE_FLOPS / 1e9:.0f} GFLOP), its growth per image; summed over the "
             f"networks whose activations a step holds at once (above), extrapolated "
-            f"linearly to the batch. The backward's transients and the gradients' fixed "
-            f"part are covered by planning at most {USABLE_MEMORY:.0%} of a device. CPU "
-            f"(oneDNN) and GPU (cuDNN) activations differ somewhat: `benchmarks/gpu_check.py` "
-            f"measures a GPU's peak.",
+            f"linearly to the batch. What does not grow with the batch (the optimiser's "
+            f"temporaries) is covered by planning at most {USABLE_MEMORY:.0%} of a device. "
+            f"CPU (oneDNN) and GPU (cuDNN) activations differ somewhat: "
+            f"`benchmarks/gpu_check.py` measures a GPU's peak.",
             "- State: every variable of the stage's model (weights, EMA copies, frozen earlier "
-            "stages) and optimiser, plus one float32 gradient per trainable weight.",
-            f"- Sampling and metrics: the run's {forecast.lines[-1].n_samples if forecast.lines else 0} "
-            f"samples through the sampler's networks, then the metric network: {h['metric']}.",
+            "stages) and optimiser, plus one float32 gradient per trainable weight, plus the "
+            "optimiser step's temporaries (the rehearsal's, in gradients' bytes; "
+            f"{DEFAULT_TRANSIENT:g} x where not rehearsed).",
+            f"- Activations from the rehearsal ({h['calibration'] or 'none recorded'}): a "
+            "stage it ran takes its measured activations per example (`rehearsed`); another "
+            "stage of the same family and stage takes the composed figure times the "
+            "rehearsal's measured / composed ratio for it; else the composed figure.",
+            f"- Sampling and metrics: the run's "
+            f"{forecast.lines[-1].n_samples if forecast.lines else 0} samples through the "
+            f"sampler's networks, then the metric network: {h['metric']}.",
             f"- Accelerators (data-sheet peaks, dense): "
             + "; ".join(f"{a.name}: " + ", ".join(f"{p} {v / 1e12:g} TFLOPS"
                                                   for p, v in a.peak.items())
@@ -1185,7 +1262,7 @@ def markdown(forecast: Forecast) -> str:
             f"machine: each stage at the FLOP/s of its real train step where "
             f"`benchmarks/rehearse.py` recorded one on this machine "
             f"({sum(line.this_machine['rate_from'] == 'rehearsal' for line in forecast.lines)}"
-            f" of {len(forecast.lines)} rows), else at that of its memory runs (eager forward "
+            f" of {len(forecast.lines)} rows), else at that of its memory runs (compiled forward "
             f"passes; {_num(here['flops_per_second'] / 1e9)} GFLOP/s on average, "
             f"{here['utilisation']:.0%} of its {_num(here['matmul_flops_per_second'] / 1e9)} "
             f"GFLOP/s float32 matmul peak, 2048 x 2048, measured now)."]

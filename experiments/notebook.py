@@ -132,15 +132,16 @@ def show_plan(tables, *, profile, dataset, out="", data_dir="", seeds=1, only=""
     args = run_all_args(tables, profile=profile, dataset=dataset, out=out, data_dir=data_dir,
                         seeds=seeds, only=only, metrics=metrics) + ["--plan", "--quiet"]
     print("$ python run_all.py " + " ".join(shlex.quote(a) for a in args), flush=True)
+    path = os.path.join(out, "plan.json")
+    before = os.stat(path).st_mtime_ns if os.path.exists(path) else None
     child = subprocess.run([sys.executable, "-u", "run_all.py", *args], cwd=ROOT,
                            capture_output=True, text=True)
     if child.returncode != 0:
         sys.stdout.write(child.stdout + child.stderr)
         raise RunFailed(f"run_all.py --plan exited with status {child.returncode}: the lines "
                         f"above say why")
-    path = os.path.join(out, "plan.json")
-    if not os.path.exists(path):
-        sys.stdout.write(child.stdout)
+    if not os.path.exists(path) or os.stat(path).st_mtime_ns == before:
+        sys.stdout.write(child.stdout)  # nothing planned (thesis 003's face runs)
         return None
     with open(path, encoding="utf-8") as f:
         plan = json.load(f)

@@ -64,3 +64,33 @@ def default_out(profile: str, dataset: str, channels: int = 3, native: int = 3,
     rehearsal's (``max_steps``) is reports/<profile>/<dataset slug>-rehearsal."""
     rehearsal = "" if max_steps is None else "-rehearsal"
     return os.path.join("reports", profile, slug(dataset, channels, native) + rehearsal)
+
+
+def override_option(text):
+    """--set's syntax (family.field=value); its type is checked against the family's
+    config when the runs are planned (experiments.planning.family_overrides)."""
+    import argparse
+
+    from common.config import ConfigError, parse_override
+    try:
+        return parse_override(text)
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(str(err).removeprefix("--set ")) from None
+
+
+def option_problem(args) -> str | None:
+    """What is wrong with parsed command-line options (one line naming the option), or None."""
+    if args.max_steps is not None and args.max_steps < 1:
+        return (f"--max-steps {args.max_steps}: give a positive number of steps per "
+                f"stage (a rehearsal)")
+    if not 1 <= args.seeds <= MAX_SEEDS:
+        return f"--seeds {args.seeds}: give 1 to {MAX_SEEDS} (seeds 0..N-1 per row)"
+    if not MIN_IMAGE_SIZE <= args.image_size <= MAX_IMAGE_SIZE:
+        return (f"--image-size {args.image_size}: the families are built for "
+                f"{MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE} pixels")
+    seen = {}
+    for family, field, value in args.overrides:
+        if seen.setdefault((family, field), value) != value:
+            return (f"--set {family}.{field} given twice ({seen[family, field]} and "
+                    f"{value}); give it once")
+    return None

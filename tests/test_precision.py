@@ -61,6 +61,8 @@ def test_asked_precisions_are_taken_and_float16_needs_a_gpu():
     # this machine (the tests' CPU): auto is float32, float16 is refused
     if not tf.config.list_physical_devices("GPU"):
         assert resolve_precision("auto")[0] == "float32"
+        assert resolve_precision("auto", tf.distribute.get_strategy())[0] == "float32"
+        assert resolve_jit("auto") is False
         with pytest.raises(ValueError, match="float16 needs a GPU"):
             resolve_precision("float16")
 

@@ -119,8 +119,13 @@ def local_devices(strategy=None) -> list:
 
     kinds = None
     if strategy is not None:
-        kinds = {("TPU" if "TPU" in d.upper() else "GPU" if "GPU" in d.upper() else "CPU")
-                 for d in strategy.extended.worker_devices}
+        try:
+            workers = strategy.extended.worker_devices
+        except RuntimeError:  # the default strategy: this machine's default device
+            workers = None
+        if workers is not None:
+            kinds = {("TPU" if "TPU" in d.upper() else "GPU" if "GPU" in d.upper() else "CPU")
+                     for d in workers}
     tpus = tf.config.list_logical_devices("TPU")
     if (kinds is None and tpus) or (kinds is not None and "TPU" in kinds):
         return [Device("TPU", d.name) for d in tpus] or [Device("TPU")]
