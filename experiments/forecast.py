@@ -718,9 +718,10 @@ def _accumulation(batch, state, activations, usable):
     return None
 
 
-def _device_figures(cost, batch, total_flops, precision, accelerator):
+def _device_figures(cost, batch, total_flops, precision, accelerator, accumulate=1):
     """Hours, peak memory, whether it fits and what fixes it, of a stage on ``accelerator``
-    in ``precision``; ``cost``: its ``state_bytes`` and ``activation_bytes()`` per example."""
+    in ``precision``; ``cost``: its ``state_bytes`` and ``activation_bytes()`` per example;
+    ``accumulate``: micro-batches per update asked for (only one is alive at a time)."""
     act = cost.activation_bytes()
     half = precision in HALF
     usable = USABLE_MEMORY * accelerator.memory_gb * GB
@@ -730,7 +731,7 @@ def _device_figures(cost, batch, total_flops, precision, accelerator):
         out.update(peak_gb=None, fits=None, fix="activations not measured")
         return out
     act_p = act * (0.5 if half else 1.0)
-    peak = cost.state_bytes + act_p * batch
+    peak = cost.state_bytes + act_p * batch / accumulate
     out["peak_gb"] = peak / GB
     out["fits"] = peak <= usable
     fix = ""
@@ -925,7 +926,7 @@ class Forecast:
 
 def make_forecast(plans, *, profile, train_examples, val_examples, num_classes, image_shape,
                   metric_network="inception", precision="auto", max_steps=None,
-                  memory=True, progress=None, title="") -> Forecast:
+                  memory=True, progress=None, title="", accumulate=1) -> Forecast:
     """The plan of ``plans`` (``experiments.runner.RunPlan``\\ s) under ``profile``."""
     started = time.perf_counter()
     progress = progress or (lambda text: None)
@@ -986,8 +987,9 @@ def make_forecast(plans, *, profile, train_examples, val_examples, num_classes, 
             sized = types.SimpleNamespace(state_bytes=state, activation_bytes=lambda a=act: a)
             devices = {}
             for acc in ACCELERATORS:
-                devices[acc.key] = _device_figures(sized, batch, flops["total"],
-                                                   _precision_on(acc, precision), acc)
+                devices[acc.key] = _device_figures(
+                    sized, batch, flops["total"], _precision_on(acc, precision), acc,
+                    accumulate if batch % accumulate == 0 else 1)
             rate = cost.rate()
             here = {"flops_per_second": rate,
                     "utilisation": None if rate is None else rate / rate_ref}
@@ -1029,6 +1031,7 @@ def make_forecast(plans, *, profile, train_examples, val_examples, num_classes, 
               "stages": sum(line.kind == "stage" for line in lines)}
     header = {
         "title": title, "profile": profile.name, "precision_requested": precision,
+        "accumulate": accumulate,
         "max_steps": max_steps, "utilisation": UTILISATION, "usable_memory": USABLE_MEMORY,
         "accelerators": [dataclasses.asdict(a) for a in ACCELERATORS],
         "metric": metric_what, "metric_network": metric_network,
@@ -1361,6 +1364,7 @@ def run_plan(request, profile, selectors, out_dir, overrides=None, *, memory=Tru
         plans, profile=profile, train_examples=train, val_examples=val, num_classes=classes,
         image_shape=shape, metric_network=metric_network_for(request), precision=precision,
         max_steps=getattr(request, "max_steps", None), memory=memory,
+        accumulate=int(getattr(request, "accumulate", None) or 1),
         progress=None if request.quiet else (lambda text: print(text, flush=True)),
         title=title)
     forecast.header["seconds"] = round(time.perf_counter() - started, 1)

@@ -152,10 +152,13 @@ def show_plan(tables, *, profile, dataset, out="", data_dir="", seeds=1, only=""
           f"The plan on this runtime ({what}): hours at the rate measured here")
     print(f"{'run / stage':46s} {'hours':>9s} {'peak GB':>8s}  fits")
     total = 0.0
+    ram = plan["header"]["this_machine"].get("memory_bytes")
     for row in plan["rows"]:
-        figures = row["accelerators"][key] if key else {
-            "hours": row["this_machine"]["hours"], "peak_gb": row["memory"]["peak_bytes_float32"]
-            and row["memory"]["peak_bytes_float32"] / 1e9, "fits": None, "fix": ""}
+        peak = row["memory"]["peak_bytes_float32"]
+        figures = row["accelerators"][key] if key else {  # this machine: its memory
+            "hours": row["this_machine"]["hours"], "peak_gb": peak and peak / 1e9,
+            "fits": None if not (peak and ram) else peak <= 0.9 * ram,
+            "fix": "a GPU runtime, or --accumulate"}
         total += figures["hours"]
         fits = ("?" if figures["fits"] is None else "yes" if figures["fits"]
                 else f"no: {figures['fix']}")

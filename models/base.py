@@ -197,8 +197,10 @@ class GenerativeModel(keras.Model):
             return fn
         units = self._units.by_name
         if name not in units:
-            units[name] = tf.function(fn, jit_compile=True if self.xla_steps else None,
-                                      autograph=False)
+            # (a TPU compiles the whole replica step with XLA anyway: no nested request)
+            on_tpu = isinstance(tf.distribute.get_strategy(), tf.distribute.TPUStrategy)
+            units[name] = tf.function(fn, jit_compile=True if self.xla_steps and not on_tpu
+                                      else None, autograph=False)
         return units[name]
 
     def over_micro_batches(self, fn, per_example, *shared):

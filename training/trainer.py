@@ -361,6 +361,11 @@ class Trainer:
         step = start_step
         limit = self.max_steps
         stopped = False
+        planned = cfg.epochs * self.steps_per_epoch
+        if epochs_done >= cfg.epochs and step < planned and (limit is None or limit > step):
+            raise ValueError(f"{self.run_dir} ended at step {step} of {planned} (a rehearsal's "
+                             f"max_steps): it cannot continue as a longer run; delete it to "
+                             f"train this stage afresh")
         for epoch in range(epochs_done, cfg.epochs):
             if limit is not None and step >= limit:
                 stopped = True
@@ -391,6 +396,9 @@ class Trainer:
             if stopped:
                 break
         callback_list.on_train_end()
+        # A rerun of a stage that already ended at max_steps trains nothing: still a rehearsal.
+        stopped = stopped or (limit is not None and step >= limit
+                              and step < cfg.epochs * self.steps_per_epoch)
         rows = self.history_writer.rows if self.chief else []
         return TrainResult(history=rows, model=model, steps=step, resumed_from_step=start_step,
                            stopped_at_max_steps=stopped)
