@@ -116,10 +116,18 @@ def rehearse_stage(model, config, family, stage, *, budget, batch, meter):
     cost = forecast.measure_stage(model, config, family.name, stage.name, meter=meter)
     per_image = cost.train_flops()
     k = int(model.batches_per_step)
+    grads = sum(forecast._nbytes(v) for v in model.trainable_variables)
+    planned_act = cost.activation_bytes()
     if batch is None:
         batch = 2
         while batch * 2 * per_image <= budget and batch < 64:
             batch *= 2
+        # the memory comparison needs the activations of the smaller batch to outweigh
+        # the step's fixed part (gradients, the optimiser's temporaries, ~3x the gradients)
+        # or its peak is that part's: a larger batch where it costs at most 4x the budget
+        if planned_act:
+            while (batch // 2) * planned_act < 6 * grads and 2 * batch * per_image <= 4 * budget:
+                batch *= 2
     batch = max(2, batch)
     low = batch // 2
     # the step draws its noise for the global batch: the rehearsal's largest, set before
@@ -163,13 +171,13 @@ def rehearse_stage(model, config, family, stage, *, budget, batch, meter):
     peak_rate = forecast.matmul_peak(2048)
     _, seconds = measured(batch)
     slope = max(peak_high - peak_low, 0) / (batch - low)
-    planned_act = cost.activation_bytes()
+    # measured only where the smaller batch's activations outweigh the fixed part
+    reliable = bool(slope > 0 and slope * low >= 2 * grads)
     nets = {}
     for name, spec in cost.account.nets.items():
         analytic = layer_flops(spec.get(model))
         nets[name] = {"profiler": cost.nets[name].flops, "layers": analytic,
                       "ratio": None if not analytic else cost.nets[name].flops / analytic}
-    grads = sum(forecast._nbytes(v) for v in model.trainable_variables)
     return {
         "family": family.name, "stage": stage.name, "loss": config.loss,
         # the networks' identity as the plan keys them (experiments.forecast._build_key)
@@ -185,6 +193,7 @@ def rehearse_stage(model, config, family, stage, *, budget, batch, meter):
         "activation_bytes_per_example_measured": slope,
         "activation_bytes_per_example_planned": planned_act,
         "activation_ratio": planned_act / slope if slope and planned_act else None,
+        "activation_reliable": reliable,
         # what does not grow with the batch: the gradients, the optimiser's temporaries
         "fixed_step_bytes_measured": peak_low - slope * low,
         "gradient_bytes": grads, "state_bytes_planned": cost.state_bytes,
@@ -256,10 +265,13 @@ def table(record) -> list:
         lines.append(f"{s['name']:42s} {batch:>7s} {s['seconds_per_step']:7.2f} "
                      f"{s['images_per_second']:7.2f} {s['flops_per_second'] / 1e9:8.1f} "
                      f"{100 * s['utilisation']:5.1f}% {s['flops_ratio']:15.3f} "
-                     f"{s['activation_bytes_per_example_measured'] / 1e6:15.2f} "
+                     f"{s['activation_bytes_per_example_measured'] / 1e6:14.2f}"
+                     f"{' ' if s['activation_reliable'] else '?'} "
                      f"{_mb2(s['activation_bytes_per_example_planned']):>6s} "
                      f"{s['fixed_step_bytes_measured'] / 1e6:9,.0f} "
                      f"{s['gradient_bytes'] / 1e6:9,.0f}")
+    lines.append("?: not measurable at this batch (the step's fixed part, gradients and the "
+                 "optimiser's temporaries, set its peak): the GPU check measures it")
     lines.append(f"overall utilisation {100 * (record['utilisation'] or 0):.1f}% of the "
                  f"float32 matmul peak (measured beside each step; "
                  f"{record['matmul_flops_per_second'] / 1e9:.1f} GFLOP/s at the start); "

@@ -31,10 +31,14 @@ How each figure is obtained (stated again in plan.md):
   not grow with the batch cancels), summed over the networks whose activations the step
   holds at once (:data:`ACCOUNTS`) and extrapolated linearly to the profile's batch.
   Halved for bfloat16/float16 (Keras' mixed policies compute and keep activations in
-  16 bits). ``benchmarks/rehearse.py`` measures the whole train step's the same way.
+  16 bits). ``benchmarks/rehearse.py`` measures the whole train step's the same way; where
+  its record (``benchmarks/results/rehearsal.json``) has the stage, the plan takes the
+  measured figure, and the other stages of a rehearsed family and stage the composed one
+  times the rehearsal's measured / composed ratio (:class:`Calibration`).
 - **State**: the bytes of every variable of the stage's model (weights, EMA copies,
   frozen earlier stages, codebooks) and of its optimiser (slots), plus one gradient per
-  trainable weight; float32 in every precision (mixed policies keep variables float32).
+  trainable weight and the optimiser step's temporaries (the rehearsal's, in gradients'
+  bytes); float32 in every precision (mixed policies keep variables float32).
 - **Hours**: FLOPs / (the accelerator's data-sheet peak for the run's precision x the
   stated utilisation); this machine: FLOPs / the FLOP/s of the stage's real train step
   where ``benchmarks/rehearse.py`` recorded one here, else of the memory runs.
@@ -774,7 +778,7 @@ class Calibration:
             measured = stage.get("activation_bytes_per_example_measured")
             planned = stage.get("activation_bytes_per_example_planned")
             where = (stage.get("family"), stage.get("stage"))
-            if not measured:
+            if not measured or not stage.get("activation_reliable"):
                 continue
             self.source = (f"benchmarks/rehearse.py, {record.get('date', '?')}, "
                            f"{record.get('machine', '?')}")
