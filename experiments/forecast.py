@@ -524,6 +524,9 @@ class StageCost:
     trainable_params: int
     state_bytes: int
     memory_method: typing.Optional[str]
+    family: str = ""
+    stage: str = ""
+    config: object = None
 
     def for_config(self, family_name, stage_name, config) -> "StageCost":
         """The same networks under another row's config (its loss, critic steps, sampler)."""
@@ -568,8 +571,10 @@ class StageCost:
 def _measure_net(net, make, batch, meter):
     """(activation bytes per example or None, seconds, images) of ``net``: the allocator's
     peak during a compiled forward and backward pass (``tf.function``, as the trainer runs
-    steps) above what was allocated before it, at batches ``batch // 2`` (at least 1) and
-    ``batch``, their difference per image. The backward differentiates the summed outputs
+    steps) above what was allocated before it, at batches ``batch // 4`` (at least 1) and
+    ``batch`` (at least 4), their difference per image (the peak varies by a few MB from
+    run to run with the order the executor runs ops in: the wider the gap, the smaller
+    its share). The backward differentiates the summed outputs
     with respect to the network's float inputs (its weights when it has none): without
     the weight gradients, whose fixed-size buffers set the peak of small batches, the peak
     is the activations the pass keeps for its backward plus one layer's transients, linear
@@ -604,7 +609,7 @@ def _measure_net(net, make, batch, meter):
         top = meter.peak() if meter is not None else None
         return (None if top is None or before is None else top - before), seconds
 
-    small, big = max(1, batch // 2), max(2, batch)
+    small, big = max(1, batch // 4), max(4, batch)
     small_inputs = make(small)
     peak(small_inputs)  # traces, builds the kernels
     low, _ = peak(small_inputs)
@@ -614,14 +619,14 @@ def _measure_net(net, make, batch, meter):
     return max(high - low, 0) / (big - small), seconds, big
 
 
-#: a memory run's batch: the largest power of two (2 to 64) whose forward pass stays
-#: under this many FLOPs
-MEASURE_FLOPS = 2e9
+#: a memory run's batch: the largest power of two (4 to 64) whose forward and backward
+#: pass stays under this many FLOPs
+MEASURE_FLOPS = 4e9
 
 
 def _measure_batch(flops) -> int:
-    batch = 2
-    while batch < 64 and 2 * batch * flops <= MEASURE_FLOPS:
+    batch = 4
+    while batch < 64 and 2 * 2 * batch * flops <= MEASURE_FLOPS:
         batch *= 2
     return batch
 
@@ -672,7 +677,8 @@ def measure_stage(model, config, family_name, stage_name, *, memory: bool = True
     opt_bytes = sum(_nbytes(v) for o in optimizers for v in o.variables)
     state = (sum(_nbytes(v) for v in model.variables) + opt_bytes
              + sum(_nbytes(v) for v in model.trainable_variables))
-    return StageCost(account=account, facts=facts, nets=nets, params=int(model.count_params()),
+    return StageCost(account=account, facts=facts, nets=nets, family=family_name,
+                     stage=stage_name, config=config, params=int(model.count_params()),
                      trainable_params=int(sum(int(np.prod(v.shape))
                                               for v in model.trainable_variables)),
                      state_bytes=int(state),
@@ -783,19 +789,28 @@ class Calibration:
             self.source = (f"benchmarks/rehearse.py, {record.get('date', '?')}, "
                            f"{record.get('machine', '?')}")
             if stage.get("key"):
-                self.exact[(stage["key"], stage.get("loss"))] = (measured, stage.get("name"))
+                self.exact[(stage["key"], stage.get("loss"))] = (measured, stage.get("name"),
+                                                                 planned)
             if planned:
                 self.ratios.setdefault(where, []).append(measured / planned)
             grads, fixed = stage.get("gradient_bytes"), stage.get("fixed_step_bytes_measured")
             if grads and fixed is not None:
                 self.transients.setdefault(where, []).append(max(fixed - grads, 0) / grads)
 
-    def activations(self, key, loss, where, composed):
-        """(activation bytes per example, how obtained)."""
-        # a row's final stage: its own loss (the loss changes what a step holds); a
-        # shared first stage (``loss`` None): whichever row's rehearsal trained it
-        found = [v for (k, l), v in self.exact.items()
-                 if k == key and (loss is None or l == loss)]
+    def activations(self, key, loss, where, composed, composed_for=None):
+        """(activation bytes per example, how obtained); ``composed_for(loss)``: the
+        plan's composed figure of the same networks under another loss."""
+        # a row's final stage: its own loss, or another whose step holds the same
+        # networks' activations (the same composed figure: MAE beside MSE, not WGAN-GP
+        # beside hinge); a shared first stage (``loss`` None): whichever row trained it
+        def same_step(other):
+            if composed_for is None or not composed:
+                return False
+            theirs = composed_for(other)
+            return bool(theirs) and abs(theirs / composed - 1) < 1e-9
+
+        found = [(measured, name) for (k, l), (measured, name, _) in self.exact.items()
+                 if k == key and (loss is None or l == loss or same_step(l))]
         if found:
             measured, name = found[0]
             return measured, f"rehearsed ({name})"
@@ -839,6 +854,7 @@ class StageCache:
         self.memory = memory
         self.meter = None
         self.costs, self.models, self.flops = {}, {}, {}
+        self.meter_method = None  # the measuring processes' (prefetch)
         self.progress = progress or (lambda text: None)
 
     def cost(self, family, stage, config, image_shape, inputs_keys=(), seed=0):
@@ -867,6 +883,104 @@ class StageCache:
                           f"({cost.params / 1e6:.1f}M parameters) in "
                           f"{time.perf_counter() - started:.1f} s")
         return key, self.costs[key].for_config(family.name, stage.name, config)
+
+    def prefetch(self, chains, workers: int = 2) -> None:
+        """Measure ``chains`` (lists of :func:`_stage_spec` dicts, each a family's stages
+        in order) in ``workers`` child processes at once (building networks is Python,
+        one core each), filling the cache; a chain a worker could not measure is left to
+        :meth:`cost` (built here)."""
+        import subprocess
+        import sys
+        import tempfile
+
+        weights = {"denoiser": 25, "prior": 11, "model": 7, "autoencoder": 5, "tokenizer": 4}
+        groups = [[] for _ in range(workers)]
+        loads = [0.0] * workers
+        for chain in sorted(chains, key=lambda c: -sum(weights.get(s["stage"], 3) for s in c)):
+            i = loads.index(min(loads))
+            groups[i].append(chain)
+            loads[i] += sum(weights.get(s["stage"], 3) for s in chain)
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        folder = tempfile.mkdtemp(prefix="plan-")
+        children = []
+        for i, group in enumerate(g for g in groups if g):
+            spec, out = os.path.join(folder, f"spec{i}.json"), os.path.join(folder, f"out{i}.json")
+            artifacts.write_json(spec, {"chains": group, "memory": self.memory})
+            children.append((subprocess.Popen(
+                [sys.executable, "-m", "experiments.forecast", spec, out], cwd=root,
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True), out))
+        for child, out in children:
+            output, _ = child.communicate()
+            for line in output.splitlines():
+                if line.startswith("[plan]"):
+                    self.progress(line)
+            if child.returncode != 0 or not os.path.exists(out):
+                self.progress(f"[plan] a measuring process failed (status {child.returncode});"
+                              f" its stages are measured here: "
+                              + (output.strip().splitlines() or [""])[-1][:200])
+                continue
+            with open(out, encoding="utf-8") as f:
+                measured = json.load(f)
+            for key, value in measured["costs"].items():
+                self.costs[key] = _cost_from_json(value)
+            self.meter_method = measured.get("memory_method")
+
+
+def _stage_spec(family, stage, config, image_shape, key, inputs_keys, seed) -> dict:
+    """What a measuring process needs to build one stage (JSON)."""
+    return {"family": family.name, "stage": stage.name, "config": to_jsonable(config),
+            "image_shape": list(image_shape), "key": key, "seed": int(seed),
+            "inputs": [list(pair) for pair in inputs_keys]}
+
+
+def _cost_to_json(cost: StageCost) -> dict:
+    return {"facts": to_jsonable(vars(cost.facts)),
+            "nets": {n: dataclasses.asdict(c) for n, c in cost.nets.items()},
+            "params": cost.params, "trainable_params": cost.trainable_params,
+            "state_bytes": cost.state_bytes, "memory_method": cost.memory_method,
+            "family": cost.family, "stage": cost.stage, "config": to_jsonable(cost.config)}
+
+
+def _cost_from_json(value: dict) -> StageCost:
+    from common.config import from_dict
+    from models import get_family
+
+    family = get_family(value["family"])
+    config = from_dict(family.config_cls, value["config"], where="plan worker")
+    facts = types.SimpleNamespace(**value["facts"])
+    return StageCost(account=ACCOUNTS[(value["family"], value["stage"])](facts, config),
+                     facts=facts, nets={n: NetCost(**c) for n, c in value["nets"].items()},
+                     params=value["params"], trainable_params=value["trainable_params"],
+                     state_bytes=value["state_bytes"], memory_method=value["memory_method"],
+                     family=value["family"], stage=value["stage"], config=config)
+
+
+def _measure_chains(spec_path, out_path) -> int:
+    """A measuring process (:meth:`StageCache.prefetch`): build and measure the stages of
+    the chains in ``spec_path``, write their costs to ``out_path``."""
+    from common.config import from_dict
+    from models import get_family
+
+    with open(spec_path, encoding="utf-8") as f:
+        spec = json.load(f)
+    cache = StageCache(memory=spec["memory"], progress=lambda text: print(text, flush=True))
+    costs = {}
+    for chain in spec["chains"]:
+        for stage_spec in chain:
+            family = get_family(stage_spec["family"])
+            stage = next(s for s in family.stages if s.name == stage_spec["stage"])
+            config = from_dict(family.config_cls, stage_spec["config"], where="plan worker")
+            key, _ = cache.cost(family, stage, config, tuple(stage_spec["image_shape"]),
+                                tuple(tuple(pair) for pair in stage_spec["inputs"]),
+                                seed=stage_spec["seed"])
+            if key != stage_spec["key"]:  # the JSON round trip changed the config
+                cache.costs[stage_spec["key"]] = cache.costs[key]
+                cache.models.update({stage_spec["key"]: cache.models[key]}
+                                    if key in cache.models else {})
+            costs[stage_spec["key"]] = _cost_to_json(cache.costs[key])
+    artifacts.write_json(out_path, {"costs": costs, "memory_method": cache.meter.method
+                                    if cache.meter is not None else None})
+    return 0
 
 
 def metric_flops_per_image(network: str, image_shape, num_classes) -> tuple:
@@ -930,12 +1044,27 @@ class Forecast:
 
 def make_forecast(plans, *, profile, train_examples, val_examples, num_classes, image_shape,
                   metric_network="inception", precision="auto", max_steps=None,
-                  memory=True, progress=None, title="", accumulate=1) -> Forecast:
+                  memory=True, progress=None, title="", accumulate=1,
+                  workers=None) -> Forecast:
     """The plan of ``plans`` (``experiments.runner.RunPlan``\\ s) under ``profile``."""
     started = time.perf_counter()
     progress = progress or (lambda text: None)
     cache = StageCache(memory=memory, progress=progress)
     calibration = Calibration(read_rehearsal())
+    chains = {}
+    for plan in plans:
+        keys, chain = [], []
+        for part in (*plan.stages, plan):
+            spec = plan.family.final_stage if part is plan else part.spec
+            key = _build_key(plan.family, spec.name, plan.family_config, image_shape)
+            chain.append(_stage_spec(plan.family, spec, plan.family_config, image_shape, key,
+                                     tuple(keys), plan.seed))
+            keys.append((spec.name, key))
+        chains.setdefault(keys[-1][1], chain)
+    if workers is None:
+        workers = min(2, os.cpu_count() or 1) if len(chains) >= 4 else 1
+    if workers > 1:
+        cache.prefetch(list(chains.values()), workers)
     metric_per_image, metric_what = metric_flops_per_image(metric_network, image_shape,
                                                            num_classes)
     rate_ref = matmul_peak()
@@ -975,8 +1104,16 @@ def make_forecast(plans, *, profile, train_examples, val_examples, num_classes, 
             flops["total"] = sum(flops.values())
             where = (plan.family.name, spec.name)
             composed = cost.activation_bytes()
+            def composed_for(other, cost=cost, spec=spec, config=config):
+                try:
+                    again = dataclasses.replace(config, loss=other)
+                    return cost.for_config(plan.family.name, spec.name,
+                                           again).activation_bytes()
+                except (ValueError, KeyError, TypeError):
+                    return None
+
             act, act_from = calibration.activations(key, config.loss if final else None,
-                                                    where, composed)
+                                                    where, composed, composed_for)
             grads = 4 * cost.trainable_params
             transient, factor = calibration.transient(where, grads)
             state = cost.state_bytes + transient
@@ -1039,7 +1176,8 @@ def make_forecast(plans, *, profile, train_examples, val_examples, num_classes, 
         "max_steps": max_steps, "utilisation": UTILISATION, "usable_memory": USABLE_MEMORY,
         "accelerators": [dataclasses.asdict(a) for a in ACCELERATORS],
         "metric": metric_what, "metric_network": metric_network,
-        "memory_method": cache.meter.method if cache.meter is not None else None,
+        "memory_method": (cache.meter.method if cache.meter is not None
+                          else cache.meter_method),
         "this_machine": {"description": _machine_name(), "memory_bytes": ram,
                          "matmul_flops_per_second": rate_ref,
                          "flops_per_second": grid_rate,
@@ -1241,7 +1379,7 @@ def markdown(forecast: Forecast) -> str:
             f"width: the peak of a compiled forward and backward pass of each network (its "
             f"summed outputs differentiated with respect to its inputs; "
             f"{h['memory_method'] or 'not measured: no allocator statistics'}) at two batches "
-            f"(b/2 and b, b a power of two up to 64 keeping the pass under "
+            f"(b/4 and b, b a power of two from 4 to 64 keeping the pass under "
             f"{MEASURE_FLOPS / 1e9:.0f} GFLOP), its growth per image; summed over the "
             f"networks whose activations a step holds at once (above), extrapolated "
             f"linearly to the batch. What does not grow with the batch (the optimiser's "
@@ -1380,3 +1518,9 @@ def run_plan(request, profile, selectors, out_dir, overrides=None, *, memory=Tru
           + f"; this machine at its measured rate")
     print(f"[plan] wrote {md} and {js} in {forecast.header['seconds']} s")
     return forecast
+
+
+if __name__ == "__main__":  # a measuring process of StageCache.prefetch
+    import sys
+
+    sys.exit(_measure_chains(sys.argv[1], sys.argv[2]))
