@@ -4,6 +4,8 @@
     python run_all.py [--profile smoke|quick|paper] [--only SEL ...] [--dataset NAME]
                       [--data-dir PATH] [--out DIR] [--seeds N] [--strategy ...]
                       [--set FAMILY.FIELD=VALUE ...] [--plan] [--max-steps N]
+                      [--precision auto|float32|bfloat16|float16] [--jit auto|on|off]
+                      [--accumulate K]
 
 SEL is family[/loss][@latent] (vae, vae/wae, vae/elbo@2048), or one of thesis 003's
 experiments: faces, faces/faithful, faces/fixed, faces/optimizers, bilinear. Runs land in
@@ -31,7 +33,8 @@ import dataclasses  # noqa: E402
 import sys  # noqa: E402
 
 from experiments.options import (METRIC_CHOICES, PROFILE_CHOICES, STRATEGY_CHOICES, TABLES,
-                                 Request, option_problem, override_option)
+                                 Request, add_runtime_arguments, option_problem,
+                                 override_option)
 
 EXIT_BAD_INPUT = 2
 EXIT_RUN_FAILED = 1
@@ -83,6 +86,7 @@ def parse_args(argv=None) -> Request:
                         help="a rehearsal: every stage stops after N steps; written to "
                              "<default out>-rehearsal, run folders named ...-rehearsal<N>, "
                              "tables titled REHEARSAL: never reused or shown as results")
+    add_runtime_arguments(parser)  # --precision, --jit, --accumulate
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     problem = option_problem(args)

@@ -120,7 +120,8 @@ class RunConfig(_Record):
     """config.json: the run's identity (what must match to reuse or resume it), and what
     ``experiments.runs.load_run`` rebuilds its model from."""
     FILE: typing.ClassVar[str] = CONFIG_FILE
-    OPTIONAL: typing.ClassVar[frozenset] = frozenset({"model", "table", "thesis_row"})
+    OPTIONAL: typing.ClassVar[frozenset] = frozenset({"model", "table", "thesis_row",
+                                                      "runtime"})
 
     identity: dict | None = None
     stage: str | None = None
@@ -138,6 +139,8 @@ class RunConfig(_Record):
     val_data: str | None = None
     val_examples: int | None = None
     versions: dict | None = None
+    #: how the steps ran: precision, jit (XLA), accumulate (``training.runtime.Runtime``)
+    runtime: dict | None = None
     # a table row's run (its final stage) only:
     model: str | None = None
     table: str | None = None

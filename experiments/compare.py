@@ -130,12 +130,15 @@ class Report:
 
     def families(self) -> dict:
         """family -> its lines across all tables, in table order (baseline losses first);
-        lines of runs trained with ``run_all.py --set`` overrides are in the tables only
-        (the figures compare the losses under the profile's presets)."""
+        lines of runs trained with ``run_all.py --set`` overrides or in half precision
+        are in the tables only (the figures compare the losses under the profile's presets,
+        one precision: float32, or the only one the folder has)."""
         found = {}
+        halves = {line.row.get("trained_in") for table in self.tables for line in table.lines}
+        shown = None if None in halves or not halves else min(halves)
         for table in self.tables:
             for line in table.lines:
-                if not line.row.get("overrides"):
+                if not line.row.get("overrides") and line.row.get("trained_in") == shown:
                     found.setdefault(line.family, []).append(line)
         return found
 

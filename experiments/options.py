@@ -8,6 +8,7 @@ import dataclasses
 import os
 
 from experiments.profiles import PROFILES
+from training.runtime import JIT_CHOICES, PRECISION_CHOICES
 from training.strategy_names import STRATEGIES
 
 TABLES = ("table_3_1", "table_3_2")
@@ -49,6 +50,11 @@ class Request:
     plan: bool = False
     #: ``--max-steps N``: a rehearsal, every stage stops after N steps (never a result)
     max_steps: int | None = None
+    #: ``--precision``/``--jit``/``--accumulate``: how the steps run (training.runtime);
+    #: "auto" is made concrete for the devices of the run's strategy
+    precision: str = "auto"
+    jit: str = "auto"
+    accumulate: int = 1
 
 
 def slug(dataset: str, channels: int = 3, native: int = 3) -> str:
@@ -78,8 +84,26 @@ def override_option(text):
         raise argparse.ArgumentTypeError(str(err).removeprefix("--set ")) from None
 
 
+def add_runtime_arguments(parser) -> None:
+    """--precision, --jit and --accumulate: how every run's steps execute (not a family's
+    option; ``training.runtime``)."""
+    parser.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
+                        help="auto: bfloat16 on TPUs and GPUs of compute capability >= 8.0, "
+                             "float16 (loss-scaled) on older GPUs, float32 on CPUs; a run "
+                             "trained in half precision is its own run (folder ...-bf16/-fp16)")
+    parser.add_argument("--jit", default="auto", choices=JIT_CHOICES,
+                        help="XLA-compile the train steps (auto: on where a GPU or TPU is present)")
+    parser.add_argument("--accumulate", type=int, default=1, metavar="K",
+                        help="K micro-batches per update (the update of the whole batch in "
+                             "1/K of the memory; --plan says when a batch needs it); K must "
+                             "divide every stage's per-replica batch")
+
+
 def option_problem(args) -> str | None:
     """What is wrong with parsed command-line options (one line naming the option), or None."""
+    if getattr(args, "accumulate", 1) < 1:
+        return (f"--accumulate {args.accumulate}: give a positive number of micro-batches "
+                f"per update (1: none)")
     if args.max_steps is not None and args.max_steps < 1:
         return (f"--max-steps {args.max_steps}: give a positive number of steps per "
                 f"stage (a rehearsal)")

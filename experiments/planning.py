@@ -168,6 +168,19 @@ def check_runs(plans, network=None) -> tuple[dict, dict]:
     return done, resample
 
 
+def check_accumulation(plans, replicas: int = 1) -> None:
+    """ValueError (one line, naming the run and the batches that would work) when a
+    run's ``--accumulate`` does not divide one of its stages' per-replica batches."""
+    for plan in plans:
+        for part in (*plan.stages, plan):
+            batch = int(getattr(part, "batch_size", None) or plan.family_config.batch_size)
+            try:
+                part.runtime.check_batch(batch, replicas)
+            except ValueError as err:
+                raise ValueError(f"{part.name}: {err}; choose --accumulate among the divisors "
+                                 f"of {batch // max(replicas, 1)}") from None
+
+
 @dataclasses.dataclass
 class Thesis004:
     """Thesis 004's tables, planned: the tables asked for and their runs."""
@@ -176,10 +189,12 @@ class Thesis004:
     runs: RunSet
 
 
-def plan_thesis_004(request, profile, selectors, out_dir, overrides=None) -> Thesis004:
+def plan_thesis_004(request, profile, selectors, out_dir, overrides=None, runtime=None,
+                    replicas: int = 1) -> Thesis004:
     """The runs of the selected rows x seeds, checked. ``request``: its dataset and
     channels resolved (``experiments.suite``); ``overrides``: {family: {field: value}}
-    of ``--set`` (:func:`family_overrides`)."""
+    of ``--set`` (:func:`family_overrides`); ``runtime``: the resolved precision, XLA and
+    accumulation (``training.runtime.Runtime``), ``replicas`` the strategy's."""
     overrides = overrides or {}
     selected = select_rows(selectors, request.tables)
     check_writable(out_dir, "--out", "pass --out with a folder you can write to")
@@ -193,8 +208,9 @@ def plan_thesis_004(request, profile, selectors, out_dir, overrides=None) -> The
                              image_size=request.image_size, out_dir=out_dir,
                              num_classes=len(train.class_names), channels=request.channels,
                              cli_overrides=overrides.get(row.family),
-                             max_steps=request.max_steps)
+                             max_steps=request.max_steps, runtime=runtime)
              for _, rows in selected for row in rows for seed in range(request.seeds)]
+    check_accumulation(plans, replicas)
     for plan in plans:
         runner.check_builds(plan, train.image_shape)
     runner.check_shared_stages(plans)

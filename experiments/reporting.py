@@ -15,6 +15,7 @@ from experiments import compare, runner, thesis_003
 from experiments.scoring import network_kind
 from experiments.summary import aggregate, write_table
 from models import UnknownFamilyError, get_family
+from training.runtime import Runtime
 
 
 def complete_runs(out_dir, tables, profile, request, num_classes):
@@ -30,6 +31,9 @@ def complete_runs(out_dir, tables, profile, request, num_classes):
                 if not (name.startswith(prefix) and f"-z{row.latent_size}-s" in name):
                     continue
                 base, overridden, _ = name.partition("+")  # runs/<row>-s<seed>+<--set values>
+                precision = next((p for p, mark in runner.PRECISION_MARKS.items()
+                                  if mark and base.endswith(mark)), "float32")
+                base = base.removesuffix(runner.PRECISION_MARKS[precision])
                 seed = base.rsplit("-s", 1)[-1]
                 if not seed.isdigit():
                     continue
@@ -39,7 +43,8 @@ def complete_runs(out_dir, tables, profile, request, num_classes):
                                            channels=request.channels,
                                            num_classes=num_classes,
                                            cli_overrides=(_recorded_overrides(runs_dir, name)
-                                                          if overridden else None))
+                                                          if overridden else None),
+                                           runtime=Runtime(precision=precision))
                 except (UnknownFamilyError, ConfigError):  # a family not (yet) in this checkout
                     continue
                 if plan.name != name:
@@ -69,8 +74,12 @@ def _recorded_overrides(runs_dir, name) -> dict:
 
 
 def _line_key(plan) -> str:
-    """Which table line a run belongs to within its row: its overrides ('' for none)."""
-    return json.dumps(to_jsonable(plan.overrides), sort_keys=True) if plan.overrides else ""
+    """Which table line a run belongs to within its row: its overrides and its precision
+    ('' for neither: the profile's preset in float32)."""
+    precision = plan.runtime.precision
+    if not plan.overrides and precision == "float32":
+        return ""
+    return json.dumps([to_jsonable(plan.overrides), precision], sort_keys=True)
 
 
 def write_tables(thesis, results, request, profile):
@@ -115,6 +124,8 @@ def write_tables(thesis, results, request, profile):
                 line = aggregate(row, sorted(runs, key=lambda r: r.get("seed", 0)))
                 if plan.overrides:
                     line["overrides"] = to_jsonable(plan.overrides)
+                if plan.runtime.precision != "float32":
+                    line["trained_in"] = plan.runtime.precision
                 lines.append(line)
         if rehearsal is not None:
             table = dataclasses.replace(table, title=f"REHEARSAL ({rehearsal} step(s) per "

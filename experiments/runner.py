@@ -1,6 +1,7 @@
 """Planning and executing runs: one table row x one seed -> one run folder.
 
-A run folder ``OUT/runs/<family>-<loss>-b<batch>-z<latent>-s<seed>/`` (plus
+A run folder ``OUT/runs/<family>-<loss>-b<batch>-z<latent>-s<seed>/`` (plus ``-bf16``/``-fp16``
+for a run trained in half precision, ``-rehearsal<N>`` for a rehearsal and
 ``+field=value...`` for ``run_all.py --set`` overrides, ``common.config.overrides_label``) holds
 config.json (written first), the trainer's files (checkpoints/, history.csv,
 loss_curves.png, samples/, tensorboard/), then samples.png, samples.npz and,
@@ -30,6 +31,7 @@ import tensorflow as tf
 from common import files as artifacts
 from common.config import ConfigError, from_dict, overrides_label, to_jsonable
 from common.run_record import NotARecord, RunConfig, RunMetrics, StageMetrics
+from common.version import __version__
 from experiments import figures as report_figures
 from experiments.profiles import Profile
 from experiments.runs import load_run
@@ -37,6 +39,7 @@ from experiments.tables import Row
 from metrics import RESULT_KEYS, uint8_batches
 from models import Family, get_family
 from training.config import TrainConfig
+from training.runtime import Runtime
 from training.strategy import is_chief, strategy_name
 from training.trainer import Trainer
 
@@ -72,6 +75,8 @@ class StagePlan:
     overrides: dict = dataclasses.field(default_factory=dict)
     #: a rehearsal's step limit (``run_all.py --max-steps``; None: the planned length)
     max_steps: int | None = None
+    #: precision, XLA and accumulation (``--precision``/``--jit``/``--accumulate``)
+    runtime: Runtime = dataclasses.field(default_factory=Runtime)
 
     @property
     def name(self) -> str:
@@ -95,6 +100,7 @@ class StagePlan:
             identity["overrides"] = self.overrides
         if self.max_steps is not None:  # a rehearsal is never taken for a stage
             identity["max_steps"] = self.max_steps
+        identity.update(precision_identity(self.runtime))
         return to_jsonable(identity)
 
 
@@ -125,6 +131,10 @@ class RunPlan:
     #: a rehearsal's step limit per stage (``run_all.py --max-steps``): its folder names
     #: say ``rehearsal<N>`` and its identity holds it, so it is never a result
     max_steps: int | None = None
+    #: precision, XLA and accumulation (``--precision``/``--jit``/``--accumulate``): the
+    #: precision is part of the identity and the folder name, XLA and accumulation are not
+    #: (the same update, tested equal: tests/test_xla.py, tests/test_accumulation.py)
+    runtime: Runtime = dataclasses.field(default_factory=Runtime)
 
     @property
     def name(self) -> str:
@@ -146,6 +156,7 @@ class RunPlan:
             identity["overrides"] = self.overrides
         if self.max_steps is not None:  # a rehearsal is never taken for a run
             identity["max_steps"] = self.max_steps
+        identity.update(precision_identity(self.runtime))
         return to_jsonable(identity)
 
 
@@ -160,23 +171,36 @@ def batches_per_step(family_config) -> int:
 REHEARSAL_SAMPLES = 64
 
 
+#: the folder-name mark of a run trained in half precision (float32 runs have none)
+PRECISION_MARKS = {"float32": "", "bfloat16": "-bf16", "float16": "-fp16"}
+
+
+def precision_identity(runtime: Runtime) -> dict:
+    """The precision in a run's identity, when it is not float32 (float32 runs keep the
+    identity they always had): a run trained in one precision never stands in for
+    another. XLA and accumulation compute the same update, so they are recorded in
+    config.json's ``runtime`` but not matched."""
+    return {} if runtime.precision == "float32" else {"precision": runtime.precision}
+
+
 def rehearsal_mark(max_steps) -> str:
     """``-rehearsal<N>`` in the folder names of a rehearsal's runs (``--max-steps N``)."""
     return "" if max_steps is None else f"-rehearsal{int(max_steps)}"
 
 
 def run_name(family, loss, batch_size, latent_size, seed, overrides=None,
-             max_steps=None) -> str:
-    """``<family>-<loss>-b<batch>-z<latent>-s<seed>``, then ``-rehearsal<N>`` for a
-    rehearsal (``max_steps``), plus ``+field=value`` per ``--set`` override
-    (``common.config.overrides_label``)."""
-    return (f"{family}-{loss}-b{batch_size}-z{latent_size}-s{seed}{rehearsal_mark(max_steps)}"
-            f"{overrides_label(overrides)}")
+             max_steps=None, precision="float32") -> str:
+    """``<family>-<loss>-b<batch>-z<latent>-s<seed>``, then ``-bf16``/``-fp16`` for a half
+    precision run, ``-rehearsal<N>`` for a rehearsal (``max_steps``), plus
+    ``+field=value`` per ``--set`` override (``common.config.overrides_label``)."""
+    return (f"{family}-{loss}-b{batch_size}-z{latent_size}-s{seed}{PRECISION_MARKS[precision]}"
+            f"{rehearsal_mark(max_steps)}{overrides_label(overrides)}")
 
 
-def stage_name(family, stage, latent_size, seed, overrides=None, max_steps=None) -> str:
-    return (f"{family}-{stage}-z{latent_size}-s{seed}{rehearsal_mark(max_steps)}"
-            f"{overrides_label(overrides)}")
+def stage_name(family, stage, latent_size, seed, overrides=None, max_steps=None,
+               precision="float32") -> str:
+    return (f"{family}-{stage}-z{latent_size}-s{seed}{PRECISION_MARKS[precision]}"
+            f"{rehearsal_mark(max_steps)}{overrides_label(overrides)}")
 
 
 def _rehearsal_config(train: TrainConfig, max_steps) -> TrainConfig:
@@ -196,7 +220,8 @@ def _train_config(family, profile: Profile, stage, seed) -> TrainConfig:
 def plan_run(row: Row, seed: int, profile: Profile, *, dataset: str, image_size: int,
              out_dir: str, overrides: dict | None = None,
              num_classes: int | None = None, channels: int = 3,
-             cli_overrides: dict | None = None, max_steps: int | None = None) -> RunPlan:
+             cli_overrides: dict | None = None, max_steps: int | None = None,
+             runtime: Runtime | None = None) -> RunPlan:
     """The run of ``row`` at ``seed`` under ``profile``; config errors surface here, up front.
 
     overrides: family fields that define the experiment (thesis 003's modes), applied
@@ -213,7 +238,9 @@ def plan_run(row: Row, seed: int, profile: Profile, *, dataset: str, image_size:
     steps, validates on as many batches at most and the run samples
     ``REHEARSAL_SAMPLES`` images; its folders are named ``...-rehearsal<N>`` and its
     identity holds ``max_steps``, so it is never reused or tabulated as a result.
+    runtime: precision, XLA, accumulation (None: float32, no XLA, one batch per update).
     """
+    runtime = Runtime() if runtime is None else runtime
     family = get_family(row.family)
     family.loss(row.loss)  # resolved once, here: an unknown name raises UnknownLossError
     batch = profile.batch_size(row.batch_size)
@@ -247,19 +274,20 @@ def plan_run(row: Row, seed: int, profile: Profile, *, dataset: str, image_size:
             dataset=dataset, image_size=image_size, seed=seed,
             run_dir=os.path.join(out_dir, "runs",
                                  stage_name(row.family, stage.name, row.latent_size, seed,
-                                            shared, max_steps)),
+                                            shared, max_steps, runtime.precision)),
             inputs={s.stage: s for s in stages}, channels=int(channels), overrides=shared,
-            max_steps=max_steps))
+            max_steps=max_steps, runtime=runtime))
     train = _rehearsal_config(_train_config(family, profile, family.final_stage, seed),
                               max_steps)
-    name = run_name(row.family, row.loss, batch, row.latent_size, seed, changed, max_steps)
+    name = run_name(row.family, row.loss, batch, row.latent_size, seed, changed, max_steps,
+                    runtime.precision)
     n_samples = profile.n_samples if max_steps is None else min(profile.n_samples,
                                                                 REHEARSAL_SAMPLES)
     return RunPlan(row=row, family=family, seed=seed, family_config=config, train_config=train,
                    profile=profile.name, dataset=dataset, image_size=image_size,
                    n_samples=n_samples, run_dir=os.path.join(out_dir, "runs", name),
                    stages=stages, channels=int(channels), overrides=changed,
-                   max_steps=max_steps)
+                   max_steps=max_steps, runtime=runtime)
 
 
 def check_builds(plan: RunPlan, image_shape):
@@ -440,8 +468,14 @@ def _check_resumable(plan):
 
 
 def _versions() -> dict:
-    return {"python": platform.python_version(), "tensorflow": tf.__version__,
-            "keras": keras.__version__, "numpy": np.__version__}
+    return {"suite": __version__, "python": platform.python_version(),
+            "tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__}
+
+
+def _runtime_record(runtime: Runtime) -> dict:
+    """config.json's ``runtime``: how the steps ran (the precision is also in the identity)."""
+    return {"precision": runtime.precision, "jit": runtime.jit,
+            "accumulate": runtime.accumulate}
 
 
 def generate_uint8(model, n: int, seed: int, batch_size: int = 256) -> np.ndarray:
@@ -469,7 +503,7 @@ def _record(plan, stage, batch, train_source, val_source, strategy, **row) -> Ru
                      train_examples=train_source.num_examples,
                      val_data=getattr(val_source, "provenance", None) if val_source else None,
                      val_examples=val_source.num_examples if val_source else 0,
-                     versions=_versions(), **row)
+                     versions=_versions(), runtime=_runtime_record(plan.runtime), **row)
 
 
 def _build_with_inputs(stage, plan, batch, image_shape):
@@ -506,6 +540,7 @@ def execute_stage(plan: StagePlan, *, train_source, val_source, strategy, verbos
                       train_source, val_source, plan.train_config,
                       global_batch_size=plan.batch_size, run_dir=plan.run_dir,
                       strategy=strategy, verbose=verbose, max_steps=plan.max_steps,
+                      runtime=plan.runtime,
                       title=f"{family.model_name} {plan.stage}, batch {plan.batch_size}, "
                             f"latent {plan.family_config.latent_size}, seed {plan.seed}")
     result = trainer.fit()
@@ -579,7 +614,7 @@ def execute_run(plan: RunPlan, *, train_source, val_source, strategy, score=None
                             f"latent {plan.row.latent_size}, seed {plan.seed}",
                       verbose=verbose, extra_callbacks=extra_callbacks,
                       batches_per_step=batches_per_step(plan.family_config),
-                      max_steps=plan.max_steps)
+                      max_steps=plan.max_steps, runtime=plan.runtime)
     result = trainer.fit()
     if not chief:
         return {}

@@ -20,6 +20,7 @@ from common.run_record import NotARecord, RunConfig, RunMetrics, read_metrics
 from models import UnknownFamilyError, get_family
 from training.checkpoints import CheckpointError
 from training.checkpoints import restore_weights as _restore_weights
+from training.runtime import precision_policy
 
 
 class RunLoadError(ValueError):
@@ -113,9 +114,12 @@ def load_run(run_dir: str, *, require_finished: bool = True,
         raise RunLoadError(str(err)) from err
     inputs = _inputs(family, config, record, run_dir)
     batch = int(record.get("batch_size", getattr(config, stage.batch_field)))
-    model = stage.build(config, _image_shape(record), batch, seed=int(identity.get("seed", 0)),
-                        inputs=inputs)
-    model(tf.zeros([1, *model.image_shape]))  # create every variable before restoring
+    # a run trained in half precision is rebuilt under its dtype policy (its weights are
+    # float32 in every policy; its layers then compute as they did in training)
+    with precision_policy(identity.get("precision", "float32")):
+        model = stage.build(config, _image_shape(record), batch,
+                            seed=int(identity.get("seed", 0)), inputs=inputs)
+        model(tf.zeros([1, *model.image_shape]))  # create every variable before restoring
     restore_weights(model, run_dir, weights_only=weights_only)
     return LoadedRun(run_dir=run_dir, model=model, family=family.name, stage=stage.name,
                      config=config, record=record, metrics=metrics)

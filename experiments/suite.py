@@ -19,6 +19,7 @@ from experiments.options import DEFAULT_DATASET, default_out
 from experiments.profiles import get_profile
 from experiments.tables import SelectorError
 from models import UnknownFamilyError
+from training.runtime import Runtime, resolve_jit, resolve_precision
 from training.strategy import choose_strategy, is_chief
 
 #: what a bad command raises while it is planned (nothing has trained yet)
@@ -54,13 +55,16 @@ def run(request) -> bool:
         if request.plan:  # train nothing: the plan of thesis 004's runs
             return _plan(request, profile, only_004, only_003, out_dir, overrides)
         strategy = choose_strategy(request.strategy)
+        runtime = _runtime(request, strategy)
         faces = planning.plan_thesis_003(request, profile, only_003, dataset_003, out_003)
     except BAD_INPUT as err:
         raise BadRequest(str(err)) from err
     if only_004 == []:  # only thesis 003 was selected
         return _thesis_003(faces, request, profile, strategy)
     try:
-        tables = planning.plan_thesis_004(request, profile, only_004, out_dir, overrides)
+        tables = planning.plan_thesis_004(request, profile, only_004, out_dir, overrides,
+                                          runtime=runtime,
+                                          replicas=strategy.num_replicas_in_sync)
     except BAD_INPUT as err:
         raise BadRequest(str(err)) from err
     chief = is_chief(strategy)
@@ -78,6 +82,19 @@ def run(request) -> bool:
         print(f"[run_all] {len(failures)} run(s) failed: {', '.join(failures)}", file=sys.stderr)
         return False
     return report_written
+
+
+def _runtime(request, strategy):
+    """The Runtime of thesis 004's runs: ``--precision``/``--jit`` made concrete for the
+    strategy's devices (a line says which and why), ``--accumulate``; ValueError (one
+    line) for float16 without a GPU."""
+    precision, reason = resolve_precision(request.precision, strategy)
+    jit = resolve_jit(request.jit, strategy)
+    runtime = Runtime(precision=precision, jit=jit, accumulate=request.accumulate)
+    if is_chief(strategy):
+        print(f"[run_all] precision {precision} ({reason}); XLA {'on' if jit else 'off'} "
+              f"(--jit {request.jit}); accumulate {request.accumulate}", flush=True)
+    return runtime
 
 
 def _plan(request, profile, only_004, only_003, out_dir, overrides) -> bool:

@@ -20,6 +20,9 @@ import numpy as np
 from common import files as artifacts
 from common.config import overrides_label, value_text
 
+#: the run-folder mark of a half-precision run (``experiments.runner.PRECISION_MARKS``)
+PRECISION_MARKS = {"bfloat16": "-bf16", "float16": "-fp16"}
+
 COLUMNS = ["family", "model", "loss", "batch_size", "latent_size", "seeds",
            "fid", "fid_std", "is", "is_std", "kid", "kid_std", "precision", "recall",
            "train_loss", "train_loss_std", "val_loss", "val_loss_std",
@@ -137,11 +140,12 @@ def _sampler_sentence(lines: list[dict]) -> str | None:
 
 def _override_marks(lines: list[dict]) -> dict:
     """Line index -> its footnote mark ('†1', '†2', ...) for the lines whose runs were
-    trained with ``run_all.py --set`` overrides (a line's ``overrides``); {} when none."""
+    trained with ``run_all.py --set`` overrides (a line's ``overrides``) or in half
+    precision (its ``trained_in``, ``run_all.py --precision``); {} when none."""
     marks, seen = {}, {}
     for i, line in enumerate(lines):
-        if line.get("overrides"):
-            key = json.dumps(line["overrides"], sort_keys=True)
+        if line.get("overrides") or line.get("trained_in"):
+            key = json.dumps([line.get("overrides"), line.get("trained_in")], sort_keys=True)
             marks[i] = seen.setdefault(key, f"†{len(seen) + 1}")
     return marks
 
@@ -151,11 +155,15 @@ def _override_notes(lines: list[dict], marks: dict) -> list:
     notes = {}
     for i, mark in marks.items():
         line = lines[i]
-        values = " ".join(f"--set {line['family']}.{k}={value_text(v)}"
-                          for k, v in sorted(line["overrides"].items()))
+        overrides, trained_in = line.get("overrides") or {}, line.get("trained_in")
+        values = " ".join([f"--precision {trained_in}"] * bool(trained_in)
+                          + [f"--set {line['family']}.{k}={value_text(v)}"
+                             for k, v in sorted(overrides.items())])
+        folder = PRECISION_MARKS.get(trained_in, "")
         notes.setdefault(mark, f"{mark} Trained with `{values}` (run folders "
-                               f"`runs/<row>-s<seed>{overrides_label(line['overrides'])}`), "
-                               f"not the profile's preset.")
+                               f"`runs/<row>-s<seed>{folder}{overrides_label(overrides)}`), "
+                               f"not the profile's preset"
+                               f"{' in float32' if trained_in else ''}.")
     return list(notes.values())
 
 
@@ -204,7 +212,8 @@ def write_table(out_dir, table, lines: list[dict], context: str):
     """table_X.{md,csv,json} in ``out_dir``, each written atomically."""
     base = os.path.join(out_dir, table.name)
     # the overrides column only where a line has --set overrides (other tables unchanged)
-    columns = COLUMNS + (["overrides"] if any(line.get("overrides") for line in lines) else [])
+    columns = COLUMNS + [key for key in ("overrides", "trained_in")
+                         if any(line.get(key) for line in lines)]
     artifacts.write_csv(base + ".csv", [_csv_line(line) for line in lines], columns)
     artifacts.write_json(base + ".json", {"table": table.name, "title": table.title,
                                         "context": context, "note": NOTE, "rows": lines})

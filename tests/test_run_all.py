@@ -150,6 +150,8 @@ def _write_corrupt_cifar(folder):
     (["--only", "vae/elbo@999"], "matches no row"),
     (["--only", "vae/elbo@128", "--image-size", "30"], "not divisible"),
     (["--only", "vae/elbo@128", "--dataset", "cifar100", "--data-dir", "CORRUPT"], "corrupt"),
+    (["--only", "vae/elbo@128", "--precision", "float16"], "float16 needs a GPU"),
+    (["--only", "vae/elbo@128", "--accumulate", "3"], "accumulate 3 does not divide the batch 8"),
 ])
 def test_bad_input_is_a_clear_error(tmp_path, capsys, args, message):
     if "CORRUPT" in args:
@@ -161,6 +163,64 @@ def test_bad_input_is_a_clear_error(tmp_path, capsys, args, message):
     assert code == run_all.EXIT_BAD_INPUT
     assert message in err
     assert not (tmp_path / "o" / "runs").exists()  # nothing trained, nothing half-written
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--accumulate", "0"], "--accumulate 0: give a positive number"),
+    (["--precision", "half"], "invalid choice: 'half'"),
+    (["--jit", "maybe"], "invalid choice: 'maybe'"),
+])
+def test_bad_runtime_options_exit_2_before_anything_starts(tmp_path, capsys, args, message):
+    with pytest.raises(SystemExit) as stop:
+        run_all.main(["--profile", "smoke", "--dataset", "synthetic",
+                      "--out", str(tmp_path / "o")] + args)
+    assert stop.value.code == run_all.EXIT_BAD_INPUT
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_half_precision_run_is_its_own_run(tmp_path):
+    """The precision is in the identity and the folder name of every stage (a bfloat16 run
+    never stands in for a float32 one); float32 runs keep the names and identities they
+    always had; XLA and accumulation are recorded but not matched (the same update)."""
+    from experiments import runner
+    from experiments.profiles import get_profile
+    from experiments.tables import Selector
+    from experiments import table_3_1
+    from training.runtime import Runtime
+
+    row = table_3_1.TABLE.select([Selector.parse("diffusion/mse@128")])[0]
+    plan = {rt: runner.plan_run(row, 0, get_profile("smoke"), dataset="synthetic",
+                                image_size=32, out_dir=str(tmp_path), runtime=rt)
+            for rt in (Runtime(), Runtime("bfloat16"), Runtime(jit=True, accumulate=2))}
+    plain, half, fast = plan.values()
+    assert plain.name == "diffusion-mse-b8-z128-s0" and "precision" not in plain.identity()
+    assert half.name == "diffusion-mse-b8-z128-s0-bf16"
+    assert half.stages[0].name == "diffusion-autoencoder-z128-s0-bf16"
+    assert half.identity()["precision"] == "bfloat16"
+    assert half.identity()["inputs"]["autoencoder"]["precision"] == "bfloat16"
+    assert half.identity() != plain.identity()
+    assert fast.name == plain.name and fast.identity() == plain.identity()
+
+
+def test_a_half_precision_run_gets_its_own_marked_line(tmp_path, capsys):
+    """Two runs of one row, float32 then bfloat16, into one folder: both trained (neither
+    reused for the other), two table lines, the bfloat16 one marked and footnoted."""
+    args = ["--profile", "smoke", "--dataset", "synthetic", "--only", "vae/elbo@128",
+            "--tables", "table_3_1", "--out", str(tmp_path), "--metrics", "none", "--quiet"]
+    assert run_all.main(args) == 0
+    assert run_all.main(args + ["--precision", "bfloat16"]) == 0
+    assert "precision bfloat16 (asked for" in capsys.readouterr().out
+    assert sorted(os.listdir(tmp_path / "runs")) == ["vae-elbo-b8-z128-s0",
+                                                    "vae-elbo-b8-z128-s0-bf16"]
+    with open(tmp_path / "table_3_1.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["trained_in"] for r in rows] == ["", "bfloat16"]
+    table = (tmp_path / "table_3_1.md").read_text()
+    assert "| VAE (elbo) †1 |" in table and "`--precision bfloat16`" in table
+    record = json.loads((tmp_path / "runs" / "vae-elbo-b8-z128-s0-bf16" / "config.json")
+                        .read_text())
+    assert record["runtime"] == {"precision": "bfloat16", "jit": False, "accumulate": 1}
 
 
 def test_a_failing_run_does_not_stop_the_others(tmp_path, capsys, monkeypatch):
