@@ -175,7 +175,7 @@ def check_accumulation(plans, replicas: int = 1) -> None:
         for part in (*plan.stages, plan):
             batch = int(getattr(part, "batch_size", None) or plan.family_config.batch_size)
             try:
-                part.runtime.check_batch(batch, replicas)
+                plan.runtime.check_batch(batch, replicas)
             except ValueError as err:
                 raise ValueError(f"{part.name}: {err}; choose --accumulate among the divisors "
                                  f"of {batch // max(replicas, 1)}") from None
