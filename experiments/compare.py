@@ -26,9 +26,14 @@ rows, aggregated over seeds, with the thesis's numbers and footnote) and the run
   every loss, a quantity on a shared scale (:data:`CURVE_PANELS`, e.g. the VAE's per-pixel
   MSE, the scale of the thesis's numbers). Several seeds: their mean, with a band of one
   standard deviation.
-- ``metrics``: FID, IS and KID per loss as bars, with error bars of the standard deviation
-  across seeds (the rows' ``*_std``, used only when a row has more than one seed: a single
-  run's split spread is not a seed spread).
+- ``metrics``: FID, IS and KID per loss as bars (the seed mean), with error bars of the
+  95% confidence interval of that mean (t-based, from the runs' per-seed values), drawn
+  only where a row has two seeds or more: a single run's split spread is not a seed spread.
+
+Below each family's figures, its "Differences" table says which losses differ by more
+than seed noise (``experiments/significance.py``: Welch's t-test on the per-seed values
+of every pair of losses), and the README's "The thesis's claims, one by one" checks
+thesis 004's qualitative findings against the runs (``experiments/claims.py``).
 
 Figures are matplotlib ``Figure`` objects (no pyplot state, no GUI backend), saved as PNG
 through ``training.artifacts.atomic_path``: each file whole or not at all.
@@ -45,6 +50,7 @@ import numpy as np
 from common import files as artifacts
 from common.config import overrides_label
 from common.run_record import RunConfig, RunMetrics
+from experiments import claims, significance
 
 #: The curve panels of a family: (train key, validation key, what it is) of ``history.csv``,
 #: ``OBJECTIVE`` standing for the run's own objective (metrics.json's train/val loss keys).
@@ -87,8 +93,9 @@ class Run:
     metrics: RunMetrics
     history: list
 
-    def generated(self, n: int = GRID_IMAGES):
-        """The first ``n`` generated images (uint8 [n, H, W, C]) from samples.npz, or None."""
+    def generated(self, n: int | None = GRID_IMAGES):
+        """The first ``n`` generated images (uint8 [n, H, W, C]) from samples.npz (all of
+        them for None), or None without the file."""
         path = os.path.join(self.run_dir, "samples.npz")
         if not os.path.exists(path):
             return None
@@ -413,8 +420,9 @@ def _series(history, key) -> dict:
 
 
 def metrics_figure(report: Report, lines):
-    """FID, IS and KID per loss as bars (a colour per latent size), with the standard
-    deviation across seeds as error bars; None when no metric was computed."""
+    """FID, IS and KID per loss as bars of the seed mean (a colour per latent size), with
+    the t-based 95% confidence interval of that mean as error bars where a row has two
+    seeds or more; None when no metric was computed."""
     network = lines[0].row.get("metric_network")
     scored = [line for line in lines if line.row.get("metric_network") == network]
     keys = [k for k in ("fid", "is", "kid") if any(_number(l.row.get(k)) is not None
@@ -425,6 +433,8 @@ def metrics_figure(report: Report, lines):
     losses, latents = _losses(scored), _latents(scored)
     fig, axes = _figure(1, len(keys), 4.2, 3.8)
     width = 0.8 / len(latents)
+    seeds = max(len(line.runs) for line in scored) if scored else 0
+    bars_label = ("seed mean, bars: 95% CI (t)" if seeds > 1 else "one seed: its score")
     for ax, key in zip(axes[0], keys):
         for j, z in enumerate(latents):
             values, errors = [], []
@@ -432,18 +442,18 @@ def metrics_figure(report: Report, lines):
                 line = next((l for l in scored if l.row["loss"] == loss
                              and l.row["latent_size"] == z), None)
                 values.append(_number(line.row.get(key)) if line else None)
-                errors.append(_seed_std(line.row, key) if line else None)
+                errors.append(_seed_interval(line, key) if line else None)
             x = np.arange(len(losses)) + (j - (len(latents) - 1) / 2) * width
             yerr = (None if all(e is None for e in errors)
-                    else [0.0 if e is None else e for e in errors])
+                    else [np.nan if e is None else e for e in errors])
             ax.bar(x, [np.nan if v is None else v for v in values], width, yerr=yerr,
                    capsize=3, color=f"C{j}", label=f"latent {z}")
         ax.set_xticks(np.arange(len(losses)), losses)
         ax.set_title(labels[key], fontsize=10)
+        ax.set_ylabel(bars_label, fontsize=8)
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=7)
-    seeds = max(len(line.runs) for line in scored) if scored else 0
-    bars = ("error bars: std across seeds" if seeds > 1
+    bars = ("error bars: 95% CI of the seed mean, t-based, rows of 2+ seeds" if seeds > 1
             else "one seed per row: no error bars")
     left_out = len(lines) - len(scored)
     extra = f"; {left_out} row(s) scored by another network left out" if left_out else ""
@@ -456,12 +466,12 @@ def _number(value):
     return value if isinstance(value, (int, float)) and np.isfinite(value) else None
 
 
-def _seed_std(row, key):
-    """The spread of ``key`` across seeds: the row's ``<key>_std`` when it aggregates more
-    than one seed, else None (a single run's std is over splits or subsets, not seeds)."""
-    if (row.get("seeds") or 0) < 2:
-        return None
-    return _number(row.get(f"{key}_std"))
+def _seed_interval(line, key):
+    """The half-width of the 95% interval of the seed mean of ``key`` (t-based, from the
+    line's runs), None with fewer than 2 seeds (a single run's std is over splits or
+    subsets, not seeds)."""
+    interval = significance.mean_interval(significance.seed_values(line.runs, key))
+    return None if interval is None else interval[1]
 
 
 FIGURES = {"samples": samples_figure, "curves": curves_figure, "metrics": metrics_figure}
@@ -574,6 +584,8 @@ def readme_text(report: Report, figures: dict) -> str:
            "are drawn by `experiments/compare.py`; the notebooks in `notebooks/` draw the "
            "same ones inline.", ""]
     out += [f"- [{t.title}](#{_anchor(t.title)})" for t in report.tables]
+    if claims.applies(report):
+        out += [f"- [{claims.HEADING}](#{_anchor(claims.HEADING)})"]
     out += ["- [The losses of each family side by side](#the-losses-of-each-family-side-by-side)",
             ""]
     glance = figures.get(GLANCE)
@@ -581,11 +593,14 @@ def readme_text(report: Report, figures: dict) -> str:
         out += [f"![Each family's baseline samples]({glance})", ""]
     for table in report.tables:
         out += [table_markdown(table, level=2)]
+    if claims.applies(report):
+        out += [claims.markdown(report, level=2)]
     out += ["## The losses of each family side by side", "",
             "Samples: every panel of a row decodes the same latent draws (same seed and "
             "latent size), so cells compare one to one. Curves: solid train, dashed "
-            "validation. Bars: error bars are the standard deviation across seeds, drawn only "
-            "for rows with more than one seed.", ""]
+            "validation. Bars: the seed mean, with error bars of its 95% confidence interval "
+            "(t-based), drawn only for rows with two seeds or more. Differences: "
+            f"{DIFFERENCES_INTRO}", ""]
     for family, lines in report.families().items():
         out += [f"### {family_heading(family, lines)}", ""]
         kinds = figures.get(family, {})
@@ -594,7 +609,26 @@ def readme_text(report: Report, figures: dict) -> str:
                 out += [f"![{_model_name(lines)}: {kind}]({kinds[kind]})", ""]
         if "metrics" not in kinds:
             out += ["Metrics were not computed for these runs (`--metrics none`).", ""]
+        table = differences_markdown(lines)
+        if table:
+            out += ["Differences between its losses (a − b):", "", table]
     return "\n".join(out)
+
+
+DIFFERENCES_INTRO = ("each family's pairs of losses at one latent size, the seed mean of a "
+                     "minus that of b (lower is better for both metrics), with the 95% "
+                     "confidence interval and p of Welch's t-test on the per-seed values "
+                     "(`experiments/significance.py`); a pair with one seed on a side is "
+                     "not testable.")
+
+
+def differences_markdown(lines) -> str:
+    """The family's 'Differences' table (``experiments.significance``): its Fréchet metric
+    and KID, named as the tables name them; '' when no pair has scores."""
+    network = lines[0].row.get("metric_network")
+    fd_name = "fd_eval" if _network_kind(network) == "evaluator" else "FID"
+    return significance.differences_markdown(significance.family_differences(lines),
+                                             {"fid": fd_name, "kid": "KID"})
 
 
 def family_heading(family, lines) -> str:
@@ -636,12 +670,18 @@ def show(report: Report):
         display(Image(data=png_bytes(glance)))
     for table in report.tables:
         display(Markdown(table_markdown(table, level=2)))
+    if claims.applies(report):
+        display(Markdown(claims.markdown(report, level=2)))
     families = report.families()
     for family, figs in family_figures(report).items():
         display(Markdown(f"### {family_heading(family, families[family])}"))
         for kind in FIGURE_KINDS:
             if kind in figs:
                 display(Image(data=png_bytes(figs[kind])))
+        table = differences_markdown(families[family])
+        if table:
+            display(Markdown(f"Differences between its losses (a − b): {DIFFERENCES_INTRO}"
+                             f"\n\n{table}"))
 
 
 def main(argv=None) -> int:

@@ -216,4 +216,7 @@ def differences_markdown(differences, metric_names: dict) -> str:
         out.append(f"| {t.a} − {t.b} | {d.latent} | {t.n_a} / {t.n_b} | "
                    f"{metric_names.get(d.metric, d.metric)} | {number(t.difference)} | "
                    f"{ci_text(t.ci)} | {p_text(t.p)} | {t.verdict} |")
+    if not any(d.test.testable for d in differences):
+        out += ["", "No pair is testable yet: each has a loss of one seed. More seeds per "
+                    "row (`run_all.py --seeds 3`) make them testable."]
     return "\n".join(out) + "\n"

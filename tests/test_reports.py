@@ -145,6 +145,9 @@ def test_report_readme_shows_every_table_and_each_familys_figures(tmp_path):
     assert "## Experiment 1: " in text and "## Experiment 2: " in text  # tables, one level down
     assert text.count("Note: Thesis values") == 2 and "thesis FID" in text  # the footnote
     assert "### VAE (vae): elbo, mi" in text
+    # each family's pairs of losses tested against seed noise (mi has one seed)
+    assert "| elbo − mi | 128 | 2 / 1 | fd_eval | 10 | – | – | one seed: not testable |" in text
+    assert "## The thesis's claims, one by one" in text  # checked by tests/test_claims.py
     for kind in ("samples", "curves", "metrics"):
         assert f"](figures/vae-{kind}.png)" in text
         assert (tmp_path / "figures" / f"vae-{kind}.png").stat().st_size > 1000
@@ -227,7 +230,7 @@ def _bars(ax):
     return next(c for c in ax.containers if isinstance(c, BarContainer))
 
 
-def test_metric_bars_show_the_std_across_seeds_only(tmp_path):
+def test_metric_bars_show_a_t_interval_of_the_seed_mean_only_across_seeds(tmp_path):
     from experiments import compare
 
     report = compare.load_report(_fake_report(tmp_path))
@@ -237,10 +240,13 @@ def test_metric_bars_show_the_std_across_seeds_only(tmp_path):
     heights = [bar.get_height() for bar in _bars(fid)]
     assert heights == [15.0, 5.0]
     segments = _bars(fid).errorbar.lines[2][0].get_segments()
-    assert segments[0][:, 1].tolist() == [10.0, 20.0]  # elbo: 15 ± 5 across its two seeds
-    assert segments[1][:, 1].tolist() == [5.0, 5.0]  # mi: one seed, no spread drawn
+    # elbo's seeds 10 and 20: s = 7.071, se = 5, t_{0.975, 1} = 12.706: 15 +- 63.53
+    assert segments[0][:, 1] == pytest.approx([15 - 63.531, 15 + 63.531], abs=1e-3)
+    assert len(segments[1]) == 0  # mi: one seed, no interval drawn
     is_segments = _bars(is_).errorbar.lines[2][0].get_segments()
-    assert is_segments[1][:, 1].tolist() == [2.0, 2.0]  # mi's split std (0.3) is not a seed std
+    assert len(is_segments[1]) == 0  # mi's split std (0.3) is not a seed spread
+    assert "95% CI (t)" in fid.get_ylabel()
+    assert "95% CI of the seed mean" in fig._suptitle.get_text()
     one_seed = compare.load_report(_fake_report(tmp_path / "one", seeds=(1,)))
     fig = compare.metrics_figure(one_seed, one_seed.families()["vae"])
     assert _bars(fig.axes[0]).errorbar is None
