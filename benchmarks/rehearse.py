@@ -291,7 +291,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", nargs="+", default=list(BASELINES), metavar="SEL",
                         help="rows to rehearse (default: the Table 3.1 baselines at latent 128)")
-    parser.add_argument("--profile", default="paper", choices=("smoke", "quick", "paper"))
+    parser.add_argument("--profile", default="paper", choices=("smoke", "quick", "colab", "paper"))
     parser.add_argument("--batch", type=int, default=None,
                         help="every stage's batch (default: by --budget-gflop)")
     parser.add_argument("--budget-gflop", type=float, default=150.0,

@@ -60,7 +60,8 @@ class BilinearConfig:
             raise ValueError(f"bilinear game: iterations must be >= 1, got {self.iterations}")
 
 
-PRESETS = {"smoke": {"iterations": 40}, "quick": {}, "paper": {"iterations": 1000}}
+PRESETS = {"smoke": {"iterations": 40}, "quick": {}, "paper": {"iterations": 1000},
+           "colab": {"iterations": 1000}}
 
 
 def field(w):

@@ -21,19 +21,25 @@ class RunFailed(RuntimeError):
 
 def suggest_profile() -> str:
     """Say which accelerator this runtime has and which profile fits it; return that profile
-    ("paper" on a GPU or TPU, else "quick")."""
+    ("paper" on a TPU or a GPU of compute capability >= 8.0 (A100, L4, H100), "colab" on
+    older GPUs (Colab's T4: every row within the thesis's 2.5 hours), else "quick")."""
     from training.strategy import _tpu_hinted
 
     if _tpu_hinted():
         print("TPU runtime: profile 'paper' (the thesis's settings; run_all.py trains under "
               "TPUStrategy).")
         return "paper"
-    import tensorflow as tf
+    from training.runtime import BFLOAT16_GPU, local_devices
 
-    gpus = tf.config.list_physical_devices("GPU")
+    gpus = [d for d in local_devices() if d.kind == "GPU"]
+    if gpus and min(d.compute_capability or (0, 0) for d in gpus) < BFLOAT16_GPU:
+        print(f"{len(gpus)} GPU(s) ({gpus[0].name}): profile 'colab' (the thesis's networks, "
+              f"each row within the thesis's 2.5 hours on a T4; the GAN trains 25 of 100 "
+              f"epochs); 'paper' is the full length, 'quick' takes minutes per run.")
+        return "colab"
     if gpus:
-        print(f"{len(gpus)} GPU(s): profile 'paper' (the thesis's settings; hours per run "
-              f"on one GPU); 'quick' takes minutes per run.")
+        print(f"{len(gpus)} GPU(s) ({gpus[0].name}): profile 'paper' (the thesis's settings; "
+              f"hours per run on one GPU); 'quick' takes minutes per run.")
         return "paper"
     print("No GPU or TPU: profile 'quick' (a few CPU minutes per run, smaller models); "
           "'smoke' checks the set-up in about a minute. For 'paper', choose a GPU or TPU "

@@ -1,5 +1,6 @@
 """Profiles scale every experiment: ``smoke`` (seconds, for tests), ``quick``
-(a few CPU minutes per run) and ``paper`` (the thesis's settings, for GPUs).
+(a few CPU minutes per run), ``paper`` (the thesis's settings, for GPUs) and ``colab``
+(the paper's networks, each row within the thesis's 2.5 hours on a Colab T4).
 
 A profile changes how long and how wide a run is, never which runs exist.
 """
@@ -52,6 +53,15 @@ PROFILES = {
         val_limit=2048, max_batch_size=128, n_samples=2000, checkpoint_every=20, sample_every=1),
     "paper": Profile(
         name="paper", epochs=100, steps_per_epoch=None, val_batches=None, train_limit=None,
+        val_limit=None, max_batch_size=None, n_samples=10000, checkpoint_every=500,
+        sample_every=5),
+    # colab: the paper's configurations sized to the thesis's own budget, "up to 2.5 h per
+    # model on Colab": every row at most 2.5 projected hours on a Colab T4 (run_all.py
+    # --plan --profile colab). The families' colab presets are their paper presets; only
+    # a stage whose paper length exceeds the budget trains shorter (the GAN: 25 of 100
+    # epochs, models/gan/config.py). docs/paper-path.md gives the plan of both.
+    "colab": Profile(
+        name="colab", epochs=100, steps_per_epoch=None, val_batches=None, train_limit=None,
         val_limit=None, max_batch_size=None, n_samples=10000, checkpoint_every=500,
         sample_every=5),
 }

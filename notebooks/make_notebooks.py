@@ -173,7 +173,7 @@ SUGGESTED_PROFILE = suggest_profile()
 PARAMETERS = '''
 # @title Parameters
 # Profile: smoke | quick | paper; empty: the one suggested above.
-PROFILE = ""  # @param ["", "smoke", "quick", "paper"]
+PROFILE = ""  # @param ["", "smoke", "quick", "colab", "paper"]
 # Dataset: cifar100 (thesis 004's), celeb_a (thesis 003's), cifar10, fashion_mnist, mnist, folder:PATH, synthetic.
 DATASET = "{dataset}"  # @param {{type:"string"}}
 # A folder holding the official archives or idx files (offline); empty: download them.

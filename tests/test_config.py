@@ -1,4 +1,5 @@
 """Configuration: strict overrides, JSON round trip, the tables as data, profiles."""
+import dataclasses
 import json
 
 import pytest
@@ -97,3 +98,21 @@ def test_a_family_refuses_runner_keys_in_its_presets_and_unknown_stages():
     with pytest.raises(TypeError, match="LossRegistry"):
         family(losses=dict(FAMILY.losses))
 
+
+
+def test_the_colab_profile_is_the_paper_one_shortened_where_it_exceeds_the_budget(tmp_path):
+    """colab trains the paper's networks (every family's colab preset is its paper preset)
+    and the paper's lengths, except the stages sized to the thesis's 2.5 T4-hours per row:
+    the GAN's 25 of 100 epochs (the plan behind it: docs/paper-path.md)."""
+    from models import family_names, get_family
+
+    for name in family_names():
+        family = get_family(name)
+        assert family.preset("colab") == family.preset("paper"), name
+    for row in (*table_3_1.TABLE.rows, *table_3_2.TABLE.rows):
+        paper, colab = (plan_run(row, 0, get_profile(p), dataset="synthetic", image_size=32,
+                                 out_dir=str(tmp_path)) for p in ("paper", "colab"))
+        assert colab.family_config == paper.family_config, row.key
+        assert [s.train_config for s in colab.stages] == [s.train_config for s in paper.stages]
+        shorter = dict(epochs=25) if row.family == "gan" else {}
+        assert colab.train_config == dataclasses.replace(paper.train_config, **shorter), row.key

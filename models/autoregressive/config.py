@@ -148,6 +148,8 @@ PRESETS = {
               "depth": 8, "heads": 8, "learning_rate": 3e-4, "warmup_steps": 1000,
               "context_length": 256},
 }
+#: colab: the paper preset (the thesis's networks; experiments/profiles.py)
+PRESETS["colab"] = dict(PRESETS["paper"])
 
 #: Each stage's training length where the profile's own does not fit the recipe.
 #: quick: sized so that each stage trains in at most ~10 minutes on 2 CPU cores.

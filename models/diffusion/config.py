@@ -174,6 +174,8 @@ PRESETS = {
               "unet_blocks": 2, "attention_side": 16, "learning_rate": 1e-4,
               "ema_decay": 0.9999, "sampling_steps": 100},
 }
+#: colab: the paper preset (the thesis's networks; experiments/profiles.py)
+PRESETS["colab"] = dict(PRESETS["paper"])
 
 #: Each stage's training length where the profile's own does not fit the recipe.
 #: quick: 1,000 autoencoder steps of 64 and 1,600 denoiser steps of 128.

@@ -94,6 +94,7 @@ PRESETS = {
     "smoke": {"channel_divisor": 16, "control_grid": 2, "control_every": 2},
     "quick": {"channel_divisor": 8, "control_every": 20},
     "paper": {"control_every": 50},
+    "colab": {"control_every": 50},  # the paper preset
 }
 
 #: The run's length where the profile's own does not fit the recipe.
@@ -102,6 +103,7 @@ TRAINING = {
     "smoke": {"model": StageTraining(epochs=2, steps_per_epoch=2)},
     "quick": {"model": StageTraining(epochs=5, steps_per_epoch=60)},
     "paper": {"model": StageTraining(epochs=15, steps_per_epoch=1000, checkpoint_every=250)},
+    "colab": {"model": StageTraining(epochs=15, steps_per_epoch=1000, checkpoint_every=250)},
 }
 
 #: The family's cap on the batch per profile, applied after the profile's.

@@ -176,12 +176,16 @@ PRESETS = {
               "g_learning_rate": STYLEGAN2_ADA_CIFAR["g_learning_rate"],
               "d_learning_rate": STYLEGAN2_ADA_CIFAR["d_learning_rate"]},
     "paper": dict(STYLEGAN2_ADA_CIFAR),
+    "colab": dict(STYLEGAN2_ADA_CIFAR),
 }
 
 #: A stage's training length where the profile's own does not fit the recipe.
 #: quick: 17 x 200 generator steps of 64 (about 9.5 minutes of WGAN-GP on 2 cores).
+#: colab: 25 of the paper's 100 epochs, the most whole tens of kimg that keep a row within
+#: the thesis's 2.5 h on a Colab T4 (the paper length plans 9 T4-hours; docs/paper-path.md).
 TRAINING = {
     "quick": {"model": StageTraining(epochs=17, steps_per_epoch=200)},
+    "colab": {"model": StageTraining(epochs=25)},
 }
 
 #: The family's cap on the batch per profile (none).

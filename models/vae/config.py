@@ -42,6 +42,8 @@ PRESETS = {
     "quick": {"widths": (16, 32, 64)},
     "paper": {"widths": (64, 128, 256)},
 }
+#: colab: the paper preset (the thesis's networks; experiments/profiles.py)
+PRESETS["colab"] = dict(PRESETS["paper"])
 
 #: A stage's training length where the profile's own does not fit the recipe.
 #: quick: 3,000 steps of 128, about 6 minutes on 2 cores.
