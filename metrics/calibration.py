@@ -44,9 +44,11 @@ BLOCK = 4
 BLOCK_OFFSET = 25.0
 PIXELATE = 4
 #: The columns of calibration rows (and of ``python -m metrics calibrate``'s CSV).
-COLUMNS = ("set", "n_samples", "fd_eval", "kid", "precision", "recall", "is_eval", "fd_eval2",
-           "kid_eval2", "precision_eval2", "recall_eval2", "description", "metric_network",
-           "metric_network2")
+#: Each row names both networks (label and weights' SHA-256) and its image counts.
+COLUMNS = ("set", "n_samples", "reference_images", "fd_eval", "kid", "precision", "recall",
+           "is_eval", "fd_eval2", "kid_eval2", "precision_eval2", "recall_eval2", "description",
+           "metric_network", "metric_network_sha256", "metric_network2",
+           "metric_network2_sha256")
 
 
 def _to_uint8(x) -> np.ndarray:

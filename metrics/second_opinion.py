@@ -27,14 +27,18 @@ import numpy as np
 from .errors import MetricsError
 
 #: The keys of :func:`score_both`'s result, in table order.
-BOTH_KEYS = ("n_samples", "fd_eval", "kid", "kid_subset_std", "precision", "recall", "is_eval",
-             "is_split_std", "fd_eval2", "kid_eval2", "kid_eval2_subset_std", "precision_eval2",
-             "recall_eval2", "metric_network", "metric_network_sha256", "metric_network2",
-             "metric_network2_sha256")
+BOTH_KEYS = ("n_samples", "reference_images", "fd_eval", "kid", "kid_subset_std", "precision",
+             "recall", "is_eval", "is_split_std", "fd_eval2", "kid_eval2", "kid_eval2_subset_std",
+             "precision_eval2", "recall_eval2", "metric_network", "metric_network_sha256",
+             "metric_network2", "metric_network2_sha256")
 #: The columns of :func:`score_runs`' rows (and of second-opinion's CSV).
-RUN_COLUMNS = ("run", "family", "loss", "latent_size", "seed", "n_samples", "fd_eval",
-               "fd_eval_recomputed", "kid", "fd_eval2", "kid_eval2", "kid_eval2_subset_std",
-               "precision_eval2", "recall_eval2", "metric_network2", "metric_network2_sha256")
+#: Each row names both networks (label and weights' SHA-256) and its image counts, so the
+#: CSV says by itself what produced every number in it.
+RUN_COLUMNS = ("run", "family", "loss", "latent_size", "seed", "n_samples", "reference_images",
+               "fd_eval", "fd_eval_recomputed", "kid", "precision", "recall", "fd_eval2",
+               "kid_eval2", "kid_eval2_subset_std", "precision_eval2", "recall_eval2",
+               "metric_network", "metric_network_sha256", "metric_network2",
+               "metric_network2_sha256")
 
 
 @dataclasses.dataclass
@@ -101,7 +105,8 @@ def score_both(images, *, dataset: str = "fashion_mnist", cache_dir=None, data_d
     ``reference_limit`` images; default all, as the runs), KID subsets drawn with ``seed``
     (a run's seed reproduces its metrics.json).
 
-    Returns :data:`BOTH_KEYS`: the first evaluator's ``fd_eval``, ``kid`` (+
+    Returns :data:`BOTH_KEYS`: ``n_samples`` and ``reference_images`` (the train images
+    behind the reference statistics), the first evaluator's ``fd_eval``, ``kid`` (+
     ``kid_subset_std``), ``precision``, ``recall``, ``is_eval`` (+ ``is_split_std``) and
     the second evaluator's ``fd_eval2``, ``kid_eval2`` (+ ``kid_eval2_subset_std``),
     ``precision_eval2``, ``recall_eval2``; each network's label and weights' SHA-256
@@ -115,7 +120,7 @@ def score_both(images, *, dataset: str = "fashion_mnist", cache_dir=None, data_d
     images = _checked_images(images)
     context = _context(dataset, images.shape[1:], cache_dir=cache_dir, data_dir=data_dir,
                        reference_limit=reference_limit, progress=progress)
-    out = {}
+    out = {"reference_images": context.real.num_examples}
     for which, (net, runner, ref) in enumerate(zip(context.networks, context.runners,
                                                    context.references)):
         is_acc = (InceptionScoreAccumulator(len(images), net.num_classes, IS_SPLITS)
@@ -159,9 +164,10 @@ def scored_runs(runs_dir) -> list[Path]:
 
 def score_runs(runs_dir, *, cache_dir=None, data_dir=None, progress: bool = False) -> list[dict]:
     """One row per scored run under ``runs_dir`` (:func:`scored_runs`): its recorded
-    ``fd_eval`` (metrics.json's ``fid``) and ``kid``, ``fd_eval_recomputed`` (the first
-    evaluator again, a check), and the second evaluator's ``fd_eval2``, ``kid_eval2``,
-    ``precision_eval2``, ``recall_eval2``, each under the run's protocol (its samples.npz,
+    ``fd_eval`` (metrics.json's ``fid``), ``kid``, ``precision``, ``recall`` (and the network
+    that recorded them), ``fd_eval_recomputed`` (the first evaluator again, a check), and
+    the second evaluator's ``fd_eval2``, ``kid_eval2``, ``precision_eval2``,
+    ``recall_eval2``, each under the run's protocol (its samples.npz,
     sample count, reference images and KID seed). Reads the runs, writes nothing."""
     from .rescore import load_run
 
@@ -175,8 +181,13 @@ def score_runs(runs_dir, *, cache_dir=None, data_dir=None, progress: bool = Fals
                           progress=progress)
         row = {"run": folder.name, "family": recorded.get("family"), "loss": recorded.get("loss"),
                "latent_size": recorded.get("latent_size"), "seed": protocol["seed"],
-               "n_samples": both["n_samples"], "fd_eval": recorded.get("fid"),
-               "fd_eval_recomputed": both["fd_eval"], "kid": recorded.get("kid"),
+               "n_samples": both["n_samples"], "reference_images": both["reference_images"],
+               "fd_eval": recorded.get("fid"), "fd_eval_recomputed": both["fd_eval"],
+               "kid": recorded.get("kid"), "precision": recorded.get("precision"),
+               "recall": recorded.get("recall"),
+               # the recorded scores above, so the network that recorded them
+               "metric_network": recorded.get("metric_network"),
+               "metric_network_sha256": recorded.get("metric_network_sha256"),
                **{k: both[k] for k in ("fd_eval2", "kid_eval2", "kid_eval2_subset_std",
                                        "precision_eval2", "recall_eval2", "metric_network2",
                                        "metric_network2_sha256")}}
