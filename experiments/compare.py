@@ -33,7 +33,10 @@ rows, aggregated over seeds, with the thesis's numbers and footnote) and the run
 Below each family's figures, its "Differences" table says which losses differ by more
 than seed noise (``experiments/significance.py``: Welch's t-test on the per-seed values
 of every pair of losses), and the README's "The thesis's claims, one by one" checks
-thesis 004's qualitative findings against the runs (``experiments/claims.py``).
+thesis 004's qualitative findings against the runs (``experiments/claims.py``). Where the
+folder holds ``second_opinion.csv`` and ``calibration.csv`` (written by ``python -m metrics
+second-opinion`` and ``calibrate``), the README adds a second evaluator's view of every
+row and what each metric makes of damaged real images (``experiments/evidence.py``).
 
 Figures are matplotlib ``Figure`` objects (no pyplot state, no GUI backend), saved as PNG
 through ``training.artifacts.atomic_path``: each file whole or not at all.
@@ -50,7 +53,7 @@ import numpy as np
 from common import files as artifacts
 from common.config import overrides_label
 from common.run_record import RunConfig, RunMetrics
-from experiments import claims, significance
+from experiments import claims, evidence, significance
 
 #: The curve panels of a family: (train key, validation key, what it is) of ``history.csv``,
 #: ``OBJECTIVE`` standing for the run's own objective (metrics.json's train/val loss keys).
@@ -586,6 +589,10 @@ def readme_text(report: Report, figures: dict) -> str:
     out += [f"- [{t.title}](#{_anchor(t.title)})" for t in report.tables]
     if claims.applies(report):
         out += [f"- [{claims.HEADING}](#{_anchor(claims.HEADING)})"]
+    opinion, calibration = evidence.load(report.out_dir)
+    out += [f"- [{heading}](#{_anchor(heading)})" for heading, found in
+            ((evidence.SECOND_OPINION_HEADING, opinion), (evidence.CALIBRATION_HEADING,
+                                                          calibration)) if found is not None]
     out += ["- [The losses of each family side by side](#the-losses-of-each-family-side-by-side)",
             ""]
     glance = figures.get(GLANCE)
@@ -595,6 +602,10 @@ def readme_text(report: Report, figures: dict) -> str:
         out += [table_markdown(table, level=2)]
     if claims.applies(report):
         out += [claims.markdown(report, level=2)]
+    if opinion is not None:
+        out += [evidence.second_opinion_markdown(opinion, level=2)]
+    if calibration is not None:
+        out += [evidence.calibration_markdown(calibration, level=2)]
     out += ["## The losses of each family side by side", "",
             "Samples: every panel of a row decodes the same latent draws (same seed and "
             "latent size), so cells compare one to one. Curves: solid train, dashed "
@@ -672,6 +683,11 @@ def show(report: Report):
         display(Markdown(table_markdown(table, level=2)))
     if claims.applies(report):
         display(Markdown(claims.markdown(report, level=2)))
+    opinion, calibration = evidence.load(report.out_dir)
+    if opinion is not None:
+        display(Markdown(evidence.second_opinion_markdown(opinion, level=2)))
+    if calibration is not None:
+        display(Markdown(evidence.calibration_markdown(calibration, level=2)))
     families = report.families()
     for family, figs in family_figures(report).items():
         display(Markdown(f"### {family_heading(family, families[family])}"))
