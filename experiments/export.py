@@ -1,8 +1,9 @@
 """Ship a finished run's weights: ``python -m experiments.export RUN_DIR [RUN_DIR ...]``.
 
-Writes ``RUN_DIR/weights/`` (training.checkpoints.WEIGHTS_PREFIX): the model's variables
-alone, EMA copies and the frozen earlier stages included (they are part of the row's model),
-without optimiser slots. ``load_run`` reads it when the run has no ``checkpoints/`` (a fresh
+Writes ``RUN_DIR/weights/`` (training.checkpoints.WEIGHTS_PREFIX): the variables its
+sampler needs (the model's ``shipped_parts``: the whole model, or where a family samples
+from an EMA copy alone, that copy), the frozen earlier stages included (they are part of
+the row's model), without optimiser slots. ``load_run`` reads it when the run has no ``checkpoints/`` (a fresh
 clone), so ``python -m experiments.sample RUN_DIR`` works there and draws the images that
 scored the committed numbers. Each export is read back into a fresh model and compared
 variable by variable before the command reports it.
@@ -14,6 +15,14 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is imported
+
+
+def _shipped_variables(model) -> list:
+    """Every variable of the model's shipped parts, in a fixed order."""
+    found = []
+    for _, part in sorted(model.shipped_parts().items()):
+        found.extend(part.variables if hasattr(part, "variables") else [part])
+    return found
 
 
 def export(run_dir: str) -> tuple[str, int]:
@@ -28,7 +37,8 @@ def export(run_dir: str) -> tuple[str, int]:
     folder = os.path.dirname(prefix)
     # Read it back as a fresh clone would (no checkpoints/ in the way) and compare.
     again = load_run(run_dir, weights_only=True)
-    for a, b in zip(loaded.model.variables, again.model.variables, strict=True):
+    for a, b in zip(_shipped_variables(loaded.model), _shipped_variables(again.model),
+                    strict=True):
         if not np.array_equal(np.asarray(a), np.asarray(b)):
             raise RuntimeError(f"{folder}: {a.path} does not read back equal")
     size = sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder))

@@ -113,11 +113,13 @@ def shipped_weights(run_dir: str):
 
 def write_weights(model, run_dir: str) -> str:
     """Write the model's variables (not its optimisers) to ``run_dir/weights/``, whole or
-    not at all (written beside it, then renamed into place); returns the path prefix."""
+    not at all (written beside it, then renamed into place); returns the path prefix.
+    What is written is the model's ``shipped_parts()`` (models.base.GenerativeModel)."""
     folder = os.path.join(run_dir, os.path.dirname(WEIGHTS_PREFIX))
     scratch = folder + ".partial"
     shutil.rmtree(scratch, ignore_errors=True)
-    tf.train.Checkpoint(model=model).write(os.path.join(scratch, os.path.basename(WEIGHTS_PREFIX)))
+    tf.train.Checkpoint(**model.shipped_parts()).write(
+        os.path.join(scratch, os.path.basename(WEIGHTS_PREFIX)))
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(scratch, folder)
     return os.path.join(run_dir, WEIGHTS_PREFIX)
@@ -145,8 +147,10 @@ def restore_weights(model, run_dir: str, *, weights_only: bool = False):
         print(f"note: {os.path.join(os.path.dirname(path), INDEX_FILE)} is damaged "
               f"({problem}); restoring {os.path.basename(path)}, the newest checkpoint on "
               f"disk", file=sys.stderr)
+    shipped = path == shipped_weights(run_dir)
+    parts = model.shipped_parts() if shipped else {"model": model}
     try:
-        status = tf.train.Checkpoint(model=model).read(path)
+        status = tf.train.Checkpoint(**parts).read(path)
     except (tf.errors.OpError, ValueError, IndexError, OSError) as err:
         # (a truncated shard surfaces as IndexError "Read less bytes than requested")
         # An older checkpoint would hold older weights than the run reported: never fall back.
@@ -160,4 +164,6 @@ def restore_weights(model, run_dir: str, *, weights_only: bool = False):
     except AssertionError as err:
         raise CheckpointError(f"{path} does not hold the weights of the model its config.json "
                               f"describes ({str(err).splitlines()[0]})") from err
+    if shipped:
+        model.after_shipped_restore()
     return path

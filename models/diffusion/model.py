@@ -301,10 +301,29 @@ class LatentDiffusion(GenerativeModel):
         return terms
 
     # ------------------------------------------------------------- sampler
+    def shipped_parts(self) -> dict:
+        # The sampler reads the EMA U-Net (guided_eps), the frozen autoencoder and the
+        # latent scale; the raw U-Net, as large as its EMA, is left out of weights/.
+        parts = {"ema_unet": self.ema_unet, "latent_scale": self.latent_scale,
+                 "step_counter": self.step_counter, "eval_counter": self.eval_counter}
+        if self.autoencoder is not None:
+            parts["autoencoder"] = self.autoencoder
+        return parts
+
+    def after_shipped_restore(self) -> None:
+        # A shipped run has no raw U-Net: start it from the EMA (what a fine-tune would).
+        self.unet.set_weights(self.ema_unet.get_weights())
+
     def configure_sampler(self):
         """(Re)read the sampler settings from the config (they may change after training)."""
         self.config.validate()
-        self._eps_fn = tf.function(self.guided_eps, reduce_retracing=True)
+        # One graph for every batch size: traced on the first call's shape, a second shape
+        # would retrace it relaxed, and the two graphs' kernels round differently, so the
+        # same seed would draw other images after other calls (a grid before the scored
+        # samples). z_t float32 [b, s, s, c], t and labels int32 [b].
+        self._eps_fn = tf.function(self.guided_eps, input_signature=[
+            tf.TensorSpec([None, *self.latent_shape], tf.float32),
+            tf.TensorSpec([None], tf.int32), tf.TensorSpec([None], tf.int32)])
 
     def guided_eps(self, z_t, t, labels):
         """The EMA denoiser's noise estimate with classifier-free guidance: [b, s, s, c].
