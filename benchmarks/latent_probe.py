@@ -31,13 +31,13 @@ import numpy as np  # noqa: E402
 
 
 def _decode(autoencoder, z, batch: int = 500) -> np.ndarray:
-    """z [n, s, s, c] -> uint8 images [n, H, W, C] (the decoder's [-1, 1] output, clipped)."""
+    """z [n, s, s, c] -> uint8 images [n, H, W, C], converted as a run's samples are."""
     import tensorflow as tf
 
-    parts = [autoencoder.decode(tf.convert_to_tensor(z[i:i + batch])).numpy()
-             for i in range(0, len(z), batch)]
-    x = np.clip(np.concatenate(parts), -1.0, 1.0)
-    return np.clip(np.round((x + 1.0) * 127.5), 0, 255).astype(np.uint8)
+    from common.files import to_uint8
+
+    return np.concatenate([to_uint8(autoencoder.decode(tf.convert_to_tensor(z[i:i + batch])))
+                           for i in range(0, len(z), batch)])
 
 
 def probe(run_dir: str, radii, *, n: int = 2000, seed: int = 0, data_dir=None, cache_dir=None,
@@ -74,7 +74,8 @@ def probe(run_dir: str, radii, *, n: int = 2000, seed: int = 0, data_dir=None, c
     return {"run": os.path.relpath(os.path.abspath(run_dir), ROOT),
             "latent_shape": list(mean.shape[1:]), "latent_spread": spread,
             "posterior_sd": posterior_sd, "posterior_sd_over_spread": posterior_sd / spread,
-            "seed": seed, "autoencoder_fields": identity["fields"], "rows": [{k: row[k] for k in keep if k in row} for row in rows],
+            "seed": seed, "autoencoder_fields": identity["fields"],
+            "rows": [{k: row[k] for k in keep if k in row} for row in rows],
             "images": {name: sets[name][:32] for name in sets}}
 
 

@@ -3,8 +3,8 @@
 Writes ``RUN_DIR/weights/`` (training.checkpoints.WEIGHTS_PREFIX): the variables its
 sampler needs (the model's ``shipped_parts``: the whole model, or where a family samples
 from an EMA copy alone, that copy), the frozen earlier stages included (they are part of
-the row's model), without optimiser slots. ``load_run`` reads it when the run has no ``checkpoints/`` (a fresh
-clone), so ``python -m experiments.sample RUN_DIR`` works there and draws the images that
+the row's model), without optimiser slots. ``load_run`` reads it when the run has no
+``checkpoints/`` (a fresh clone), so ``python -m experiments.sample RUN_DIR`` works there and draws the images that
 scored the committed numbers. Each export is read back into a fresh model and compared
 variable by variable before the command reports it.
 """

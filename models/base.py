@@ -108,7 +108,6 @@ class GenerativeModel(keras.Model):
         self._units = _Units()
 
     # ----------------------------------------------------------------- contract
-
     def shipped_parts(self) -> dict:
         """What a run ships to sample (``experiments.export``, ``weights/``): {name: a
         trackable or variable}, written and read as one ``tf.train.Checkpoint``. The whole
@@ -119,6 +118,7 @@ class GenerativeModel(keras.Model):
     def after_shipped_restore(self) -> None:
         """Called once the shipped parts are read: a family that ships only some parts
         fills the others from them (so every variable holds a defined value)."""
+
     def build_optimizers(self):
         """Create (and build) the optimisers; called once inside the strategy scope."""
         raise NotImplementedError(f"{type(self).__name__} must define build_optimizers()")

@@ -142,12 +142,12 @@ def restore_weights(model, run_dir: str, *, weights_only: bool = False):
                f"that wrote it to train it again" if os.path.exists(metrics) else
                "rerun the run_all.py command that started it to train it")
         raise CheckpointError(f"{run_dir} has no checkpoint under checkpoints/; {fix}")
-    problem = None if path == shipped_weights(run_dir) else index_problem(os.path.dirname(path))
+    shipped = path == shipped_weights(run_dir)
+    problem = None if shipped else index_problem(os.path.dirname(path))
     if problem:
         print(f"note: {os.path.join(os.path.dirname(path), INDEX_FILE)} is damaged "
               f"({problem}); restoring {os.path.basename(path)}, the newest checkpoint on "
               f"disk", file=sys.stderr)
-    shipped = path == shipped_weights(run_dir)
     parts = model.shipped_parts() if shipped else {"model": model}
     try:
         status = tf.train.Checkpoint(**parts).read(path)

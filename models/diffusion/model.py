@@ -303,7 +303,8 @@ class LatentDiffusion(GenerativeModel):
     # ------------------------------------------------------------- sampler
     def shipped_parts(self) -> dict:
         # The sampler reads the EMA U-Net (guided_eps), the frozen autoencoder and the
-        # latent scale; the raw U-Net, as large as its EMA, is left out of weights/.
+        # latent scale; the counters (the RNG state) are a few bytes and keep a loaded
+        # run's state whole. The raw U-Net, as large as its EMA, is left out of weights/.
         parts = {"ema_unet": self.ema_unet, "latent_scale": self.latent_scale,
                  "step_counter": self.step_counter, "eval_counter": self.eval_counter}
         if self.autoencoder is not None:
