@@ -12,6 +12,12 @@ and a plot (``quality_budget.png``) in ``--out``; reruns reuse finished probes.
     python benchmarks/quality_budget.py --dataset fashion_mnist \
         --data-dir /usr/share/datasets/fashion-mnist [--families vae gan] [--seed 0]
 
+``--latent N`` trains the baseline row at latent N instead (e.g. ``--families vae --latent
+2048``: vae/elbo@2048) and ``--epochs N`` trains N epochs instead of the profile's, in a
+folder marked ``-epochs<N>`` (its identity records the length, so it never stands in for a
+run of the profile): together they show whether a row is short of steps (its curve still
+falling at the profile's length) or of something else (flat).
+
 ``--from-runs DIR`` trains nothing: it tabulates the final point (fd_eval, training
 seconds of every stage) of each baseline run already complete in ``DIR/runs`` (e.g. the
 committed ``reports/quick/fashion_mnist``), one point per family instead of a curve.
@@ -22,6 +28,7 @@ them (the table records the CPU count and the load average at the start).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import glob
 import os
 import sys
@@ -38,7 +45,7 @@ from common import files as artifacts  # noqa: E402
 from common.run_record import RunMetrics, StageMetrics  # noqa: E402
 from data import native_channels, open_dataset  # noqa: E402
 from experiments.options import Request  # noqa: E402
-from experiments.planning import held_out_split, select_rows  # noqa: E402
+from experiments.planning import SelectorError, held_out_split, select_rows  # noqa: E402
 from experiments.profiles import get_profile  # noqa: E402
 from experiments.runner import execute_run, generate_uint8, plan_run  # noqa: E402
 from experiments.scoring import make_scorer  # noqa: E402
@@ -50,7 +57,7 @@ BASELINES = {"vae": "vae/elbo@128", "gan": "gan/wasserstein_gp@128",
              "autoregressive": "autoregressive/cross_entropy@128"}
 #: The quick profile's quality targets (issues 7, 8, 11): fd_eval at or below.
 TARGETS = {"vae": 7.0, "gan": 5.0, "diffusion": 5.0, "autoregressive": 5.0}
-COLUMNS = ["family", "row", "epoch", "step", "train_seconds", "fd_eval", "kid", "target",
+COLUMNS = ["family", "row", "run", "epoch", "step", "train_seconds", "fd_eval", "kid", "target",
            "metric_network", "n_samples", "seed"]
 
 
@@ -88,13 +95,11 @@ def _stage_seconds(plan) -> float:
 def _plot(points, path, title):
     plt = figures.pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for family in BASELINES:
-        mine = [p for p in points if p["family"] == family]
-        if not mine:
-            continue
+    for run in dict.fromkeys(p.get("run") or p["row"] for p in points):
+        mine = [p for p in points if (p.get("run") or p["row"]) == run]
         line, = ax.plot([p["train_seconds"] for p in mine], [p["fd_eval"] for p in mine],
-                        marker="o", label=f"{family} ({mine[0]['row']})")
-        ax.axhline(TARGETS[family], color=line.get_color(), ls=":", lw=1)
+                        marker="o", label=f"{mine[0]['family']} ({run})")
+        ax.axhline(TARGETS[mine[0]["family"]], color=line.get_color(), ls=":", lw=1)
     ax.axvline(600, color="grey", ls="--", lw=1, label="10-minute budget")
     ax.set_xlabel("training seconds (wall, this machine)")
     ax.set_ylabel("fd_eval (lower is better)")
@@ -106,10 +111,10 @@ def _plot(points, path, title):
 
 def _markdown(points, context) -> str:
     lines = ["# Quality per training budget", "", context, "",
-             "| family (row) | epoch | step | training s | fd_eval | KID | target |",
+             "| family (run) | epoch | step | training s | fd_eval | KID | target |",
              "|---|---|---|---|---|---|---|"]
     for p in points:
-        lines.append(f"| {p['family']} ({p['row']}) | {p['epoch']} | {p['step']} | "
+        lines.append(f"| {p['family']} ({p.get('run') or p['row']}) | {p['epoch']} | {p['step']} | "
                      f"{p['train_seconds']:.0f} | {p['fd_eval']:.3f} | {p['kid']:.4f} | "
                      f"<= {p['target']:g} |")
     return "\n".join(lines) + "\n"
@@ -121,7 +126,8 @@ def final_point(run_dir, family, seed) -> dict | None:
         return None
     metrics = RunMetrics.read(run_dir)
     stages = sum(float(s.get("train_seconds") or 0.0) for s in (metrics.stages or {}).values())
-    return {"family": family, "row": BASELINES[family], "epoch": int(metrics.epochs),
+    return {"family": family, "row": BASELINES[family], "run": os.path.basename(run_dir),
+            "epoch": int(metrics.epochs),
             "step": int(metrics.steps),
             "train_seconds": round(stages + float(metrics.train_seconds), 1),
             "fd_eval": float(metrics.fid), "kid": float(metrics.kid),
@@ -155,7 +161,7 @@ def tabulate_runs(args) -> int:
 
 def _write(out, points, context, title):
     os.makedirs(out, exist_ok=True)
-    points.sort(key=lambda p: (list(BASELINES).index(p["family"]), p["epoch"]))
+    points.sort(key=lambda p: (list(BASELINES).index(p["family"]), p["row"], p["epoch"]))
     artifacts.write_csv(os.path.join(out, "quality_budget.csv"), points, COLUMNS)
     artifacts.write_text(os.path.join(out, "quality_budget.md"), _markdown(points, context))
     _plot(points, os.path.join(out, "quality_budget.png"), title)
@@ -170,15 +176,29 @@ def main(argv=None) -> int:
     parser.add_argument("--profile", default="quick")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n-samples", type=int, default=2000)
+    parser.add_argument("--latent", type=int, default=128,
+                        help="the baseline row's latent size (default 128)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="epochs of the final stage (default: the profile's)")
     parser.add_argument("--out", default=None,
                         help="default: reports/<profile>/<dataset>/quality_budget")
     parser.add_argument("--from-runs", default=None, metavar="DIR",
                         help="tabulate the final points of the complete runs in DIR/runs; "
                              "train nothing")
     args = parser.parse_args(argv)
+    if args.epochs is not None and args.epochs < 1:
+        parser.error(f"--epochs {args.epochs}: give a positive number of epochs")
     if args.from_runs:
         return tabulate_runs(args)
 
+    rows = {}  # each family's row, checked before any data is read
+    for family in args.families:
+        selector = BASELINES[family].split("@")[0] + f"@{args.latent}"
+        try:
+            (rows[family],) = select_rows([selector], ("table_3_1",))[0][1]
+        except (SelectorError, ValueError, IndexError):
+            parser.error(f"--latent {args.latent}: Table 3.1 has no row {selector} "
+                         f"(its latent sizes: 128 and 2048, the GAN's 128 and 1024)")
     profile = get_profile(args.profile)
     channels = native_channels(args.dataset)
     out = args.out or os.path.join("reports", profile.name, args.dataset, "quality_budget")
@@ -199,17 +219,22 @@ def main(argv=None) -> int:
             p[key] = float(p[key])
     load = os.getloadavg()[0]
     for family in args.families:
-        selected = select_rows([BASELINES[family]], ("table_3_1",))
-        (row,) = selected[0][1]
+        row = rows[family]
         plan = plan_run(row, args.seed, profile, dataset=args.dataset, image_size=32,
                         out_dir=out, num_classes=len(train.class_names), channels=channels)
-        if any(p["family"] == family and p["seed"] == args.seed for p in points):
+        if args.epochs is not None:  # its own folder: the identity records the length
+            plan = dataclasses.replace(
+                plan, run_dir=f"{plan.run_dir}-epochs{args.epochs}",
+                train_config=dataclasses.replace(plan.train_config, epochs=args.epochs))
+        if any(p["row"] == row.key and p["seed"] == args.seed
+               and (p.get("run") or plan.name) == plan.name for p in points):
             print(f"[quality] {family}: probes already in {csv_path}; skipped")
             continue
         mine = []
 
-        def on_point(epoch, step, seconds, result, family=family, row=row):
-            point = {"family": family, "row": row.key, "epoch": epoch, "step": step,
+        def on_point(epoch, step, seconds, result, family=family, row=row, plan=plan):
+            point = {"family": family, "row": row.key, "run": plan.name, "epoch": epoch,
+                     "step": step,
                      "train_seconds": seconds, "fd_eval": float(result["fid"]),
                      "kid": float(result["kid"]), "target": TARGETS[family],
                      "metric_network": result["metric_network"], "n_samples": args.n_samples,

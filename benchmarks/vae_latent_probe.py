@@ -4,7 +4,9 @@ For a finished VAE run (any loss), encodes ``--n`` held-out test images and repo
 
 - the active units (Burda, Grosse & Salakhutdinov 2016, "Importance Weighted
   Autoencoders", section 5.2): dimension u is active when Cov_x(E_q[z_u | x]) > 0.01;
-- the KL per dimension, split into active and inactive dimensions (stochastic encoders);
+- the KL per dimension, split into active and inactive dimensions, the fewest units that
+  hold 90% of it, and the share of z's variance that is signal, Var_x(mu), rather than the
+  posterior's noise, E_x[sigma^2] (stochastic encoders);
 - the decoder's attention to each: the mean norm of the ``project`` kernel's rows (the
   weights from z_u into the decoder) over the active and over the inactive dimensions;
 
@@ -53,6 +55,21 @@ def kl_per_dimension(mu: np.ndarray, log_var: np.ndarray) -> np.ndarray:
     mu = np.asarray(mu, np.float64)
     log_var = np.asarray(log_var, np.float64)
     return np.mean(0.5 * (np.square(mu) + np.exp(log_var) - 1.0 - log_var), axis=0)
+
+
+def units_holding(kl: np.ndarray, share: float = 0.9) -> int:
+    """The fewest dimensions whose KL sums to ``share`` of the total: how concentrated the
+    code is (a VAE that spreads its information thinly needs most of its units)."""
+    ordered = np.sort(np.asarray(kl, np.float64))[::-1]
+    return int(np.searchsorted(np.cumsum(ordered), share * ordered.sum()) + 1)
+
+
+def signal_fraction(mu: np.ndarray, log_var: np.ndarray) -> float:
+    """sum_u Var_x(mu_u) / sum_u (Var_x(mu_u) + E_x[sigma_u^2]): the share of the variance
+    of the decoder's input z = mu + sigma eps that carries the image (the rest is the
+    posterior's noise the decoder must see through)."""
+    signal = activity(mu).sum()
+    return float(signal / (signal + np.exp(np.asarray(log_var, np.float64)).mean(axis=0).sum()))
 
 
 def _decode(model, z, batch: int = 500) -> np.ndarray:
@@ -111,6 +128,8 @@ def probe(run_dir: str, *, n: int = 2000, seed: int = 0, data_dir=None, cache_di
         kl = kl_per_dimension(mu, log_var)
         record["kl_active"] = float(kl[active].sum())
         record["kl_inactive"] = float(kl[~active].sum())
+        record["units_holding_90pct_kl"] = units_holding(kl, 0.9)
+        record["signal_fraction"] = signal_fraction(mu, log_var)
     return record
 
 
@@ -126,8 +145,9 @@ def main(argv=None) -> int:
     for run_dir in args.run_dirs:
         record = probe(run_dir, n=args.n, seed=args.seed, data_dir=args.data_dir)
         records.append(record)
-        kl = (f", KL {record['kl_active']:.2f} nats in them, {record['kl_inactive']:.2f} in the rest"
-              if "kl_active" in record else "")
+        kl = (f", KL {record['kl_active']:.2f} nats in them, {record['kl_inactive']:.2f} in the "
+              f"rest, 90% of it in {record['units_holding_90pct_kl']} units, signal "
+              f"{record['signal_fraction']:.3f} of z's variance" if "kl_active" in record else "")
         print(f"{record['run']}: {record['active_units']} of {record['latent_size']} units "
               f"active{kl}; project rows' norm active {record['project_row_norm_active']}, "
               f"inactive {record['project_row_norm_inactive']}; zeroing the inactive units "

@@ -56,6 +56,8 @@ def test_the_committed_vae_uses_few_of_its_units(tmp_path):
     assert 0 < record["active_units"] < record["latent_size"] == 128
     # the KL sits in the active units; the inactive ones carry (almost) none
     assert record["kl_active"] > 10 * record["kl_inactive"] >= 0
+    assert 0 < record["units_holding_90pct_kl"] <= record["active_units"]
+    assert 0 < record["signal_fraction"] < 1
     # the decoder listens harder to the active units than to the inactive ones
     assert record["project_row_norm_active"] > record["project_row_norm_inactive"]
     assert all(row["n_samples"] == 300 for row in record["rows"])
@@ -68,3 +70,14 @@ def test_a_run_of_another_family_is_refused():
         pytest.skip("the GAN's weights are not in this checkout")
     with pytest.raises(SystemExit, match="not a VAE"):
         probe.probe(str(other), n=10)
+
+
+def test_units_holding_and_signal_fraction_by_hand():
+    probe = _probe_module()
+    # KL 6, 3, 1 (total 10): 90% (9) needs the two largest units; 50% one
+    assert probe.units_holding(np.array([1.0, 6.0, 3.0]), 0.9) == 2
+    assert probe.units_holding(np.array([1.0, 6.0, 3.0]), 0.5) == 1
+    assert probe.units_holding(np.array([1.0, 6.0, 3.0]), 1.0) == 3
+    # Var(mu) = 1 in one unit, 0 in the other; sigma^2 = 1 in both: signal 1 / (1 + 2)
+    mu = np.array([[1.0, 0.0], [-1.0, 0.0]])
+    np.testing.assert_allclose(probe.signal_fraction(mu, np.zeros((2, 2))), 1.0 / 3.0)
