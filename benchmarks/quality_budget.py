@@ -45,7 +45,7 @@ from common import files as artifacts  # noqa: E402
 from common.run_record import RunMetrics, StageMetrics  # noqa: E402
 from data import native_channels, open_dataset  # noqa: E402
 from experiments.options import Request  # noqa: E402
-from experiments.planning import SelectorError, held_out_split, select_rows  # noqa: E402
+from experiments.planning import held_out_split, select_rows  # noqa: E402
 from experiments.profiles import get_profile  # noqa: E402
 from experiments.runner import execute_run, generate_uint8, plan_run  # noqa: E402
 from experiments.scoring import make_scorer  # noqa: E402
@@ -196,7 +196,7 @@ def main(argv=None) -> int:
         selector = BASELINES[family].split("@")[0] + f"@{args.latent}"
         try:
             (rows[family],) = select_rows([selector], ("table_3_1",))[0][1]
-        except (SelectorError, ValueError, IndexError):
+        except (ValueError, IndexError):  # SelectorError is a ValueError
             parser.error(f"--latent {args.latent}: Table 3.1 has no row {selector} "
                          f"(its latent sizes: 128 and 2048, the GAN's 128 and 1024)")
     profile = get_profile(args.profile)
