@@ -23,7 +23,7 @@ seconds of every stage) of each baseline run already complete in ``DIR/runs`` (e
 committed ``reports/quick/fashion_mnist``), one point per family instead of a curve.
 
 Numbers are wall seconds on this machine; other processes on the same cores inflate
-them (the table records the CPU count and the load average at the start).
+them (the table records the CPU count and, per point, the load average when its run began).
 """
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ BASELINES = {"vae": "vae/elbo@128", "gan": "gan/wasserstein_gp@128",
 #: The quick profile's quality targets (issues 7, 8, 11): fd_eval at or below.
 TARGETS = {"vae": 7.0, "gan": 5.0, "diffusion": 5.0, "autoregressive": 5.0}
 COLUMNS = ["family", "row", "run", "epoch", "step", "train_seconds", "fd_eval", "kid", "target",
-           "metric_network", "n_samples", "seed"]
+           "metric_network", "n_samples", "seed", "load_average"]
 
 
 class QualityProbe(keras.callbacks.Callback):
@@ -217,6 +217,8 @@ def main(argv=None) -> int:
             p[key] = int(p[key])
         for key in ("train_seconds", "fd_eval", "kid", "target"):
             p[key] = float(p[key])
+        # the load when the point's run began (older tables lack the column)
+        p["load_average"] = float(p["load_average"]) if p.get("load_average") else None
     load = os.getloadavg()[0]
     for family in args.families:
         row = rows[family]
@@ -238,7 +240,7 @@ def main(argv=None) -> int:
                      "train_seconds": seconds, "fd_eval": float(result["fid"]),
                      "kid": float(result["kid"]), "target": TARGETS[family],
                      "metric_network": result["metric_network"], "n_samples": args.n_samples,
-                     "seed": args.seed}
+                     "seed": args.seed, "load_average": round(load, 1)}
             mine.append(point)
             print(f"[quality] {family} epoch {epoch} step {step}: {seconds:.0f} s "
                   f"fd_eval {point['fd_eval']:.3f}", flush=True)
@@ -254,10 +256,18 @@ def main(argv=None) -> int:
                     verbose=False, extra_callbacks=[StageClock(), probe])
         points += mine
         artifacts.write_csv(csv_path, points, COLUMNS)
+    # the scored points name the network exactly (kind, dataset, accuracy, SHA-256 prefix),
+    # and each carries the load of the run it came from (a rerun that trains nothing must
+    # not stamp today's load on yesterday's seconds)
+    named = points[0]["metric_network"] if points else network
+    loads = sorted({p["load_average"] for p in points if p.get("load_average") is not None})
+    load_text = ("load average not recorded" if not loads else
+                 f"load average {loads[0]:.1f} at the start" if len(loads) == 1 else
+                 f"load averages {loads[0]:.1f}-{loads[-1]:.1f} at the runs' starts")
     context = (f"Profile `{profile.name}`, dataset `{args.dataset}` ({channels} channel(s)), "
                f"seed {args.seed}: fd_eval of {args.n_samples} samples against the whole train "
-               f"split, metric network `{network}` evaluator; wall seconds of training on "
-               f"{os.cpu_count()} CPU cores (load average {load:.1f} at the start), probing "
+               f"split, metric network `{named}`; wall seconds of training on "
+               f"{os.cpu_count()} CPU cores ({load_text}), probing "
                f"time excluded. Written by benchmarks/quality_budget.py.")
     _write(out, points, context,
            f"fd_eval vs training time, {profile.name} profile, {args.dataset}, seed {args.seed}")
