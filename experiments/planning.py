@@ -165,7 +165,28 @@ def check_runs(plans, network=None) -> tuple[dict, dict]:
             for part in (*plan.stages, plan):
                 if not runner.is_complete(part):
                     read_history(part.run_dir)
+    check_stage_weights(plans, done, resample)
     return done, resample
+
+
+def check_stage_weights(plans, done, resample) -> None:
+    """ConfigError (one line) when a run to train needs a complete first stage whose
+    weights are gone (a committed stage ships its record, not always its weights): said
+    before anything trains, with what to delete so that it trains again and no complete
+    row stays recorded against weights that no longer exist."""
+    for plan in plans:
+        if done[plan.name] is not None or plan.name in resample:
+            continue
+        for stage in plan.stages:
+            if not runner.is_complete(stage) or runner.has_weights(stage.run_dir):
+                continue
+            users = runner.rows_trained_on(stage.run_dir)
+            also = (f", and the metrics.json of the rows trained on it ({', '.join(users)}), "
+                    f"which would no longer match it" if users else "")
+            raise ConfigError(
+                f"{stage.run_dir} is complete but holds no weights (no checkpoints/, no "
+                f"weights/), and {plan.name} trains on it: delete its metrics.json to train "
+                f"it again{also}")
 
 
 def check_accumulation(plans, replicas: int = 1) -> None:

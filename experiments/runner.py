@@ -30,7 +30,7 @@ import tensorflow as tf
 
 from common import files as artifacts
 from common.config import ConfigError, from_dict, overrides_label, to_jsonable
-from common.run_record import NotARecord, RunConfig, RunMetrics, StageMetrics
+from common.run_record import METRICS_FILE, NotARecord, RunConfig, RunMetrics, StageMetrics
 from common.version import __version__
 from experiments import figures as report_figures
 from experiments.profiles import Profile
@@ -38,6 +38,7 @@ from experiments.runs import load_run
 from experiments.tables import Row
 from metrics import RESULT_KEYS, uint8_batches
 from models import Family, get_family
+from training.checkpoints import latest_checkpoint, shipped_weights
 from training.config import TrainConfig
 from training.runtime import Runtime
 from training.strategy import is_chief, strategy_name
@@ -356,6 +357,31 @@ def read_metrics(plan):
 def is_complete(plan) -> bool:
     """A run (or stage) is complete when its metrics.json (written last) is intact."""
     return read_metrics(plan) is not None
+
+
+def has_weights(run_dir) -> bool:
+    """Whether a run (or stage) folder can be restored: a checkpoint or shipped weights."""
+    return bool(latest_checkpoint(run_dir) or shipped_weights(run_dir))
+
+
+def rows_trained_on(stage_dir) -> list[str]:
+    """The complete runs beside a first stage's folder whose config.json names it as an
+    input (their records describe a model built on that stage's weights)."""
+    parent, name = os.path.split(os.path.normpath(stage_dir))
+    users = []
+    for run in sorted(os.listdir(parent)):
+        folder = os.path.join(parent, run)
+        config = RunConfig.path(folder)
+        if run == name or not os.path.isfile(os.path.join(folder, METRICS_FILE)) \
+                or not os.path.isfile(config):
+            continue
+        try:
+            inputs = artifacts.read_json(config).get("inputs") or {}
+        except (OSError, ValueError, AttributeError):
+            continue
+        if any(os.path.basename(os.path.normpath(str(v))) == name for v in inputs.values()):
+            users.append(run)
+    return users
 
 
 def recorded_identity(plan):

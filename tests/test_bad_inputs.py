@@ -223,6 +223,21 @@ def _fake_stage(identity_dataset):
     return setup
 
 
+def _stage_without_weights(tmp_path, monkeypatch):
+    """A finished two-stage row whose shared first stage then lost its weights (as the
+    committed first stages of seeds 1 and 2 ship their records only)."""
+    _finished(tmp_path, "--only", "diffusion/mse@128")
+    stage = run_dir(tmp_path, "diffusion-autoencoder-z128-s0")
+    for part in ("checkpoints", "weights"):
+        shutil.rmtree(stage / part, ignore_errors=True)
+
+
+def _names_the_rows_on_the_stage(tmp_path, out, err):
+    assert "diffusion-autoencoder-z128-s0/metrics.json" not in err  # one line names the folder
+    assert "(diffusion-mse-b8-z128-s0)" in err, err  # the complete row built on it
+    assert (run_dir(tmp_path, "diffusion-autoencoder-z128-s0") / "metrics.json").exists()
+
+
 def _names(err, what):
     assert what in err.split("holds a", 1)[1], err
 
@@ -489,6 +504,9 @@ CASES = [
     Case(1, "shared first-stage folder of another dataset", setup=_fake_stage("synthetic"),
          message="vae-autoencoder-z128-s0 holds a",
          check=lambda tmp_path, out, err: _names(err, "dataset")),
+    Case(1, "a complete first stage without weights", ["--only", "diffusion/mae@128"],
+         setup=_stage_without_weights, message="is complete but holds no weights",
+         check=_names_the_rows_on_the_stage, marks=(slow,), issue=25),
     # 2. Rerunning a subset keeps the other rows.
     Case(2, "a subset rerun keeps the finished rows", ["--only", "vae/elbo@2048"],
          setup=_smoke_run, code=0, trains=True, check=_both_rows_in_the_table, marks=(slow,)),
