@@ -3,7 +3,13 @@ sample on a fresh clone, through the public command, exactly the images they wer
 
 Equal ``samples.npz`` bytes mean equal metrics: the committed numbers were computed from
 those images (tests/test_metrics_cli.py checks that re-scoring a committed samples.npz
-gives its recorded fd_eval).
+gives its recorded fd_eval). On the CPU that trained them the bytes are equal; another CPU
+(other SIMD and oneDNN kernels) rounds a few floats the other way, which moves a pixel
+across a grey-level boundary: measured 2026-12-08 on an AVX-512 AMD EPYC, at most one grey
+level on at most 6.2e-5 of the pixels of the four shipped runs, and the diffusion run's
+images re-scored fd_eval 4.29002 against its recorded 4.28998. So the test allows that
+rounding (one grey level, on under 0.1% of the pixels) and nothing more: a wrong seed,
+weight or sampler changes whole images.
 """
 import json
 import pathlib
@@ -56,4 +62,6 @@ def test_a_fresh_clone_samples_the_scored_images(run, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     again = np.load(out)["images"]
     assert again.dtype == scored.dtype and again.shape == scored.shape
-    assert np.array_equal(again, scored)
+    step = np.abs(again.astype(np.int16) - scored.astype(np.int16))
+    assert step.max() <= 1, f"a pixel moved {step.max()} grey levels"
+    assert (step > 0).mean() < 1e-3, f"{(step > 0).mean():.2%} of the pixels differ"
