@@ -19,6 +19,7 @@ from experiments.scoring import check_scored_by, diversity_features, make_scorer
 from experiments.tables import Selector, SelectorError
 from models import UnknownFamilyError, family_names, get_family
 from models.losses import UnknownLossError
+from training.checkpoints import weights_path
 from training.trainer import read_history
 
 #: thesis 004's tables, in report order
@@ -178,7 +179,7 @@ def check_stage_weights(plans, done, resample) -> None:
         if done[plan.name] is not None or plan.name in resample:
             continue
         for stage in plan.stages:
-            if not runner.is_complete(stage) or runner.has_weights(stage.run_dir):
+            if not runner.is_complete(stage) or weights_path(stage.run_dir) is not None:
                 continue
             users = runner.rows_trained_on(stage.run_dir)
             also = (f", and the metrics.json of the rows trained on it ({', '.join(users)}), "

@@ -38,7 +38,6 @@ from experiments.runs import load_run
 from experiments.tables import Row
 from metrics import RESULT_KEYS, uint8_batches
 from models import Family, get_family
-from training.checkpoints import latest_checkpoint, shipped_weights
 from training.config import TrainConfig
 from training.runtime import Runtime
 from training.strategy import is_chief, strategy_name
@@ -359,15 +358,11 @@ def is_complete(plan) -> bool:
     return read_metrics(plan) is not None
 
 
-def has_weights(run_dir) -> bool:
-    """Whether a run (or stage) folder can be restored: a checkpoint or shipped weights."""
-    return bool(latest_checkpoint(run_dir) or shipped_weights(run_dir))
-
-
 def rows_trained_on(stage_dir) -> list[str]:
     """The complete runs beside a first stage's folder whose config.json names it as an
     input (their records describe a model built on that stage's weights)."""
-    parent, name = os.path.split(os.path.normpath(stage_dir))
+    stage_dir = os.path.normpath(stage_dir)
+    parent, name = os.path.split(stage_dir)
     users = []
     for run in sorted(os.listdir(parent)):
         folder = os.path.join(parent, run)
@@ -379,7 +374,9 @@ def rows_trained_on(stage_dir) -> list[str]:
             inputs = artifacts.read_json(config).get("inputs") or {}
         except (OSError, ValueError, AttributeError):
             continue
-        if any(os.path.basename(os.path.normpath(str(v))) == name for v in inputs.values()):
+        # resolved as experiments.runs does: relative to the run's own folder
+        if any(os.path.normpath(os.path.join(folder, str(rel))) == stage_dir
+               for rel in inputs.values()):
             users.append(run)
     return users
 

@@ -132,10 +132,16 @@ def latest_checkpoint(run_dir: str):
     return disk[-1] if disk else None
 
 
+def weights_path(run_dir: str, *, weights_only: bool = False):
+    """What ``restore_weights`` reads: the latest checkpoint's path prefix, else the shipped
+    ``weights/`` (always those with ``weights_only``), None when the run has neither."""
+    return (None if weights_only else latest_checkpoint(run_dir)) or shipped_weights(run_dir)
+
+
 def restore_weights(model, run_dir: str, *, weights_only: bool = False):
     """The model's variables (not its optimisers) from the run's latest checkpoint, or from
     its shipped ``weights/`` when it has none (a fresh clone) or ``weights_only`` asks."""
-    path = (None if weights_only else latest_checkpoint(run_dir)) or shipped_weights(run_dir)
+    path = weights_path(run_dir, weights_only=weights_only)
     if path is None:
         metrics = os.path.join(run_dir, METRICS_FILE)
         fix = (f"its weights are lost: delete {metrics} and rerun the run_all.py command "
